@@ -1,0 +1,60 @@
+"""MLflow wiring shared by the CLI, the trainer and the Dagster resource (no Dagster here).
+
+Default: a sqlite file `mlflow.db` in the project folder with artifacts under `mlartifacts/`,
+unless `MLFLOW_TRACKING_URI` or the `mlflow.tracking_uri` knob says otherwise."""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from dap_model.config import MlflowConfig, project_dir
+from dap_model.errors import DapError
+
+
+def resolve_tracking_uri(cfg: MlflowConfig) -> str:
+    if cfg.tracking_uri:
+        return cfg.tracking_uri
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    return f"sqlite:///{project_dir() / 'mlflow.db'}"
+
+
+def default_artifact_root() -> str:
+    return (project_dir() / "mlartifacts").as_uri()
+
+
+def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
+    """Fail early, naming the URI, when an HTTP tracking server does not answer."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    url = urllib.parse.urljoin(uri.rstrip("/") + "/", "health")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s):
+            pass
+    except Exception as err:
+        raise DapError(f"MLflow tracking server {uri} is unreachable: {err}") from None
+
+
+def setup_mlflow(cfg: MlflowConfig) -> str:
+    """Point mlflow at the tracking store and make sure experiment `cfg.experiment` exists.
+
+    Returns the experiment id."""
+    import mlflow
+
+    uri = resolve_tracking_uri(cfg)
+    check_reachable(uri)
+    mlflow.set_tracking_uri(uri)
+    exp = mlflow.get_experiment_by_name(cfg.experiment)
+    if exp is None:
+        artifact_location = default_artifact_root() if uri.startswith("sqlite:") else None
+        if artifact_location:
+            Path(project_dir() / "mlartifacts").mkdir(parents=True, exist_ok=True)
+        exp_id = mlflow.create_experiment(cfg.experiment, artifact_location=artifact_location)
+    else:
+        exp_id = exp.experiment_id
+    mlflow.set_experiment(experiment_id=exp_id)
+    return exp_id
