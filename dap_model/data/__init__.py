@@ -1,0 +1,1 @@
+"""Data formats: sharded sample stores and their Parquet manifests."""
