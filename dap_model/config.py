@@ -86,55 +86,260 @@ class IngestConfig(Section):
 class VideoConfig(Section):
     """Web panoramic video: download, frame sampling, horizon validation."""
 
-    manifest: str = Field("", description="video manifest (CSV/Parquet); empty = generated default")
-    sample_every_s: float = Field(1.0, gt=0)
-    height: int = Field(128, ge=8)
-    max_tilt_deg: float = Field(5.0, gt=0)
+    manifest: str = Field(
+        "", description="video manifest (CSV/Parquet; local path, file:// or s3://); empty = generated default"
+    )
+    sample_every_s: float = Field(1.0, gt=0, description="seconds between sampled frames")
+    height: int = Field(128, ge=8, description="stored frame height; width = 2 x height")
+    max_tilt_deg: float = Field(5.0, gt=0, description="horizon check: largest accepted camera tilt")
     max_download_mb: float = Field(2048.0, gt=0)
-    download_timeout_s: float = Field(60.0, gt=0)
-    download_retries: int = Field(3, ge=0)
+    download_timeout_s: float = Field(60.0, gt=0, description="socket timeout per request")
+    download_retries: int = Field(3, ge=0, description="extra attempts after a transient failure")
+    retry_backoff_s: float = Field(2.0, ge=0, description="first retry delay; doubles each attempt")
+    s3_endpoint_url: str = Field("", description="endpoint for s3:// sources; empty = storage.endpoint_url")
+    max_frames_per_video: int = Field(0, ge=0, description="0 = no limit")
+    dedup_threshold: float = Field(
+        2.0, ge=0, description="drop a frame whose 32x16 grey thumbnail differs from the last kept one "
+        "by less than this mean absolute difference (grey levels); 0 = keep all"
+    )
+    horizon_height: int = Field(128, ge=32, le=1024, description="frame height the horizon check works at")
+    min_brightness: float = Field(10.0, ge=0, le=255, description="darker mean grey level = 'dark'")
+    min_contrast: float = Field(4.0, ge=0, description="lower grey-level std = 'blank'")
+    seam_tolerance: float = Field(3.0, gt=0, description="seam difference / 99th pct of column differences")
+    pole_max_variation: float = Field(0.35, gt=0, description="pole row std / image std above = no poles")
+    stereo_min_similarity: float = Field(0.8, gt=-1, le=1, description="NCC of the two eyes for stereo")
+    aspect_tolerance: float = Field(0.03, gt=0, lt=0.5)
+    shard_size: int = Field(64, ge=1, description="frames per tar shard")
+    pool_videos: int = Field(4, ge=0, description="generated default: videos in the manifest")
+    test_videos: int = Field(2, ge=0, description="generated default: held-out web-test videos")
+    video_duration_s: float = Field(6.0, gt=0, description="generated default: seconds per video")
+    video_fps: float = Field(8.0, gt=0, le=60, description="generated default: frames per second")
+    seed: int = 0
 
 
 class TaggingConfig(Section):
-    backend: str = "builtin"
+    """Indoor/outdoor scene tags (`dap_model.tagging`; backends `builtin`, `qwen2-vl`)."""
+
+    backend: str = Field("builtin", description="tagger backend (registry name)")
     model: str = Field("", description="hub id or local path (qwen2-vl backend)")
     batch_size: int = Field(8, ge=1)
+    prompt: str = Field(
+        "This is a 360-degree equirectangular panorama. Was it taken indoors or outdoors? "
+        "Answer with one word: indoor or outdoor.",
+        description="qwen2-vl: user question; the answer is read from the next-token probabilities",
+    )
+    indoor_answers: list[str] = Field(
+        default_factory=lambda: ["indoor", "Indoor", " indoor", "indoors", "Indoors"],
+        description="qwen2-vl: spellings whose first token counts as 'indoor'",
+    )
+    outdoor_answers: list[str] = Field(
+        default_factory=lambda: ["outdoor", "Outdoor", " outdoor", "outdoors", "Outdoors"],
+        description="qwen2-vl: spellings whose first token counts as 'outdoor'",
+    )
+    min_answer_mass: float = Field(
+        0.0, ge=0, le=1,
+        description="qwen2-vl: fail (ok=False) a frame whose answer tokens get less total probability",
+    )
+    max_pixels: int = Field(448 * 896, ge=56 * 56, description="qwen2-vl: image resized to at most this many pixels")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto", description="auto = bfloat16 on CUDA, float32 on CPU"
+    )
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    builtin_coefficients: str = Field(
+        "", description="builtin: coefficient JSON (empty = dap_model/tagging/builtin_coefficients.json)"
+    )
+    builtin_height: int = Field(128, ge=16, description="builtin: frames are resized to this height first")
 
 
 class SynthesisConfig(Section):
-    backend: str = "builtin"
+    """Indoor panorama synthesis (`dap_model.synthesis`; backends `builtin`, `dit360`)."""
+
+    backend: str = Field("builtin", description="synthesis backend (registry name)")
     images: int = Field(4, ge=0)
-    height: int = Field(128, ge=8)
+    height: int = Field(128, ge=8, description="output panorama height; width = 2 x height")
+    seed: int = 0
+    shard_size: int = Field(64, ge=1, description="samples per tar shard under synth/")
+    prompts: list[str] = Field(
+        default_factory=lambda: [
+            "a 360 degree equirectangular panorama of a cozy living room with a sofa, wooden floor and warm lamps",
+            "a 360 degree equirectangular panorama of a modern open-plan kitchen with an island and pendant lights",
+            "a 360 degree equirectangular panorama of a bright office with desks, chairs and large windows",
+            "a 360 degree equirectangular panorama of a bedroom with a double bed, wardrobe and rug",
+            "a 360 degree equirectangular panorama of a museum gallery hall with paintings on white walls",
+            "a 360 degree equirectangular panorama of a hotel lobby with marble floor and reception desk",
+            "a 360 degree equirectangular panorama of a classroom with rows of desks and a whiteboard",
+            "a 360 degree equirectangular panorama of an industrial warehouse interior with shelves",
+        ],
+        description="dit360: indoor prompts, used in turn",
+    )
+    dit360_base: str = Field("black-forest-labs/FLUX.1-dev", description="dit360: FLUX base pipeline (hub id or path)")
+    dit360_lora: str = Field(
+        "fenghora/DiT360-Panorama-Image-Generation", description="dit360: LoRA (hub id or path); empty = none"
+    )
+    dit360_steps: int = Field(28, ge=1)
+    dit360_guidance: float = Field(2.8, ge=0)
+    dit360_max_sequence_length: int = Field(512, ge=1, le=512)
+    dit360_roll_latents: bool = Field(
+        True, description="dit360: roll the latent horizontally between denoising steps (seam moves)"
+    )
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto", description="auto = bfloat16 on CUDA, float32 on CPU"
+    )
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    seam_band_frac: float = Field(
+        0.03, ge=0, le=0.5, description="width of the seam-blend band on each side, as a fraction of W"
+    )
 
 
 class ModelConfig(Section):
-    backbone: str = "vit_small_patch16_dinov3"
-    pretrained: str = Field("", description="local path or hub id; empty = random init")
-    taps: list[int] = Field(default_factory=lambda: [2, 5, 8, 11])
-    max_depth_m: float = Field(100.0, gt=0)
+    """The DAP network (`dap_model.models`): backbone + two distortion-aware DPT heads."""
+
+    backbone: str = Field(
+        "vit_small_patch16_dinov3",
+        description="registry name (dap_model.models.available_backbones()): timm vit_*_dinov3, "
+        "vit_tiny/vit_test shrunk DINOv3, hf_dinov3_*/hf_dinov2_* (transformers)",
+    )
+    backbone_overrides: dict[str, Any] = Field(
+        default_factory=dict,
+        description="architecture overrides: timm create_model kwargs or transformers config fields",
+    )
+    pretrained: str = Field(
+        "", description="local file/folder or hub id; empty = random init (a hub id that cannot "
+        "be fetched is an error, never a silent random init)"
+    )
+    taps: list[int] = Field(
+        default_factory=lambda: [2, 5, 8, 11],
+        description="0-based transformer blocks feeding the DPT decoder (exactly 4)",
+    )
+    tap_norm: bool = Field(True, description="apply the backbone's final norm to tapped tokens (DAv2)")
+    max_depth_m: float = Field(100.0, gt=0, description="depth = sigmoid(head) x max_depth_m")
+    decoder_features: int = Field(64, ge=4, description="DPT fusion width (DAv2: 64 ViT-S, 256 ViT-L)")
+    decoder_channels: list[int] = Field(
+        default_factory=lambda: [48, 96, 192, 384],
+        description="DPT reassemble widths per tap (DAv2: ViT-S 48/96/192/384, ViT-L 256/512/1024/1024)",
+    )
+    head_hidden: int = Field(32, ge=1, description="channels of the last 3x3 conv of each head")
+    shared_decoder: bool = Field(
+        False, description="False: depth and mask each get a full DPT decoder (DAP); "
+        "True: one fusion path, two output heads"
+    )
+    circular_padding: bool = Field(True, description="wrap decoder convs/resizes across the ±180° seam")
+    vertical_padding: Literal["replicate", "zeros"] = Field(
+        "replicate", description="padding at the poles (top/bottom rows) in decoder convs"
+    )
+    latitude_encoding: Literal["none", "concat", "film", "concat+film"] = Field(
+        "concat", description="latitude awareness: concat (sin lat, cos lat) channels before the "
+        "reassemble and head convs; film = learned per-row scale/shift after each fusion block"
+    )
+    mask_ranges_m: list[float] = Field(
+        default_factory=lambda: [100.0],
+        description="range-mask thresholds (one mask channel each, target = valid & gt <= r)",
+    )
+    mask_threshold: float = Field(
+        0.5, gt=0, lt=1, description="inference rule: depth := 0 (invalid/sky) where "
+        "sigmoid(mask logit of the largest range) < this"
+    )
+    grad_checkpointing: bool = Field(False, description="activation checkpointing in the backbone")
 
 
 class LossConfig(Section):
+    """DAP's six losses (`dap_model.losses.DapLoss`); weights are the paper's."""
+
     w_silog: float = Field(1.0, ge=0)
     w_df: float = Field(0.4, ge=0)
     w_grad: float = Field(5.0, ge=0)
     w_normal: float = Field(2.0, ge=0)
     w_points: float = Field(2.0, ge=0)
     w_mask: float = Field(2.0, ge=0)
+    distortion_weight: Literal["solid_angle", "none"] = Field(
+        "solid_angle", description="per-pixel ERP weight: cos(lat) solid angle (normalised) or uniform"
+    )
+    silog_lambda: float = Field(0.5, ge=0, le=1, description="SILog variance weight (DAv2 metric: 0.5)")
+    min_depth_m: float = Field(1e-3, gt=0, description="predictions clamped below this before log")
+    df_fov_deg: float = Field(
+        80.0, gt=0, lt=180, description="FOV of the 12 icosahedron-vertex views (>= 74.8 covers the sphere)"
+    )
+    df_size: int = Field(0, ge=0, description="DF view side in pixels; 0 = round(H * fov / 180)")
+    df_patch: int = Field(4, ge=1, description="DF Gram features: non-overlapping k x k depth patches")
+    grad_edge_threshold: float = Field(
+        0.05, gt=0, description="Sobel |grad log gt| (per pixel) above which a pixel is an edge"
+    )
+    mask_loss: Literal["bce_dice", "mse_dice"] = Field("bce_dice", description="range-mask loss form")
+    mask_invalid_as_negative: bool = Field(
+        True, description="invalid gt (sky/no return) is a mask negative; False = ignored"
+    )
+
+
+class DiscriminatorConfig(Section):
+    """PatchGAN depth-quality discriminator (`dap_model.models.discriminator`)."""
+
+    base_channels: int = Field(32, ge=1)
+    n_layers: int = Field(3, ge=1, description="stride-2 conv layers (receptive field grows 2x each)")
+    norm: Literal["instance", "batch", "group", "none"] = "instance"
+    spectral_norm: bool = False
+    circular_padding: bool = True
+    gan_loss: Literal["hinge", "bce"] = "hinge"
+    depth_range_m: list[float] = Field(
+        default_factory=lambda: [0.1, 100.0],
+        description="[min, max] of the log-depth input normalisation (to [-1, 1])",
+    )
 
 
 class TrainConfig(Section):
-    steps: int = Field(100, ge=1)
-    batch_size: int = Field(2, ge=1)
-    height: int = Field(128, ge=8)
+    """`dap_model.training`: the three trainings (stage 1, 2, 3) share these knobs."""
+
+    steps: int = Field(100, ge=1, description="optimiser steps per training")
+    batch_size: int = Field(2, ge=1, description="samples per micro-batch per process")
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimiser step")
+    height: int = Field(128, ge=8, description="training panorama height; width = 2 x height")
+    optimizer: Literal["adam", "adamw"] = "adam"
     lr_backbone: float = Field(5e-6, gt=0)
     lr_decoder: float = Field(5e-5, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float = Field(1.0, ge=0, description="max global grad norm; 0 = off")
+    warmup_steps: int = Field(0, ge=0, description="linear warm-up from 0 to the base lr")
+    decay: Literal["cosine", "linear", "constant"] = "cosine"
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="final lr as a fraction of the base lr")
+    amp_dtype: Literal["bf16", "fp16", "fp32"] = Field("bf16", description="autocast dtype on CUDA (CPU runs fp32)")
     seed: int = 0
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    nproc_per_node: int = Field(1, ge=1, description="torchrun processes for the stage-3 job (DDP when > 1)")
+    checkpoint_every: int = Field(50, ge=1, description="steps between checkpoints")
+    keep_checkpoints: int = Field(2, ge=1)
+    val_every: int = Field(50, ge=1, description="steps between validations on the labelled val split")
+    val_samples: int = Field(32, ge=1, description="labelled val samples per validation")
+    eval_batch_size: int = Field(4, ge=1)
+    log_every: int = Field(1, ge=1, description="steps between training-metric logs")
+    log_images: int = Field(3, ge=0, description="RGB | GT | pred images logged per validation")
+    shuffle_buffer: int = Field(64, ge=1, description="samples in the streaming shuffle buffer")
+    labeled_repeat: int = Field(1, ge=1, description="times the labelled shards appear per epoch next to pseudo-labels")
+    aug_flip_prob: float = Field(0.5, ge=0, le=1, description="horizontal flip (mirror) probability")
+    aug_roll_prob: float = Field(1.0, ge=0, le=1, description="horizontal roll (random yaw) probability")
+    aug_jitter_prob: float = Field(0.8, ge=0, le=1, description="colour-jitter probability")
+    aug_brightness: float = Field(0.2, ge=0, lt=1)
+    aug_contrast: float = Field(0.2, ge=0, lt=1)
+    aug_saturation: float = Field(0.2, ge=0, lt=1)
+    aug_hue: float = Field(0.03, ge=0, le=0.5, description="hue shift as a fraction of the colour wheel")
 
 
 class CurationConfig(Section):
+    """Pseudo-labelling and the discriminator-based selection (`dap_model.training.curation`)."""
+
     top_k_per_domain: int = Field(8, ge=1)
+    selection: Literal["discriminator", "random"] = Field(
+        "discriminator", description="'random' = the control: K random samples per domain"
+    )
+    seed: int = 0
+    disc_steps: int = Field(200, ge=1, description="discriminator training steps")
+    disc_batch_size: int = Field(8, ge=1)
+    disc_lr: float = Field(2e-4, gt=0)
+    disc_fake: Literal["labeled_pred", "pool", "both"] = Field(
+        "both", description="fakes: stage-1 predictions on labelled images, on pool images, or both"
+    )
+    gt_prefixes: list[str] = Field(
+        default_factory=lambda: ["web/gt", "synth/gt"],
+        description="withheld GT of pool samples: measures pseudo-label error only, never trains",
+    )
 
 
 class DistillConfig(Section):
@@ -145,6 +350,37 @@ class DistillConfig(Section):
 class EvalConfig(Section):
     cap_m: float = Field(100.0, gt=0)
     benchmarks: list[str] = Field(default_factory=lambda: ["labeled_test", "web_test"])
+
+
+class OpsConfig(Section):
+    """Orchestration: the re-training schedule, retries, GPU run requests (`dap_assets.automation`)."""
+
+    retrain_cron: str = Field("0 3 * * 1", description="weekly re-training schedule (cron, UTC by default)")
+    timezone: str = "UTC"
+    retrain_schedule_enabled: bool = Field(False, description="schedule starts running when the daemon loads it")
+    step_retries: int = Field(3, ge=0, description="retries of a download/S3 step after a transient failure")
+    step_retry_delay_s: float = Field(5.0, ge=0, description="first step retry delay; grows exponentially")
+    run_retries: int = Field(1, ge=0, description="run-level retries (tag dagster/max_retries; run_retries enabled)")
+    executor: Literal["multiprocess", "in_process", "k8s"] = Field(
+        "multiprocess", description="executor of the re-training job; k8s = one pod per step (Helm)"
+    )
+    gpu_pool: str = Field("gpu", description="Dagster concurrency pool of the GPU asset")
+    gpus_per_run: int = Field(1, ge=1, description="nvidia.com/gpu requested by the GPU asset's pod; torchrun nproc")
+    gpu_cpu_request: str = "8"
+    gpu_memory_request: str = "64Gi"
+    gpu_node_selector: dict[str, str] = Field(
+        default_factory=lambda: {"dap.io/node-pool": "gpu"}, description="Kubernetes nodeSelector of GPU runs"
+    )
+
+
+class DvcConfig(Section):
+    """DVC (own virtualenv `.venv-dvc`, called through its CLI): data versions and the S3 remote."""
+
+    executable: str = Field("", description="dvc CLI; empty = .venv-dvc/bin/dvc in the project, else PATH")
+    remote: str = Field("storage", description="name of the default remote")
+    remote_url: str = Field("", description="s3://bucket/prefix (MinIO/moto through endpoint_url); empty = none")
+    endpoint_url: str = Field("", description="S3 endpoint of the remote; empty = storage.endpoint_url")
+    timeout_s: float = Field(600.0, gt=0)
 
 
 class DapConfig(Section):
@@ -158,10 +394,13 @@ class DapConfig(Section):
     synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
+    discriminator: DiscriminatorConfig = Field(default_factory=DiscriminatorConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     curation: CurationConfig = Field(default_factory=CurationConfig)
     distill: DistillConfig = Field(default_factory=DistillConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    ops: OpsConfig = Field(default_factory=OpsConfig)
+    dvc: DvcConfig = Field(default_factory=DvcConfig)
 
     def digest(self) -> str:
         """Short content hash of the resolved config (part of data versions)."""
@@ -188,6 +427,14 @@ class DapConfig(Section):
 
 def available_profiles() -> list[str]:
     return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+
+
+def profile_path(profile: str) -> Path:
+    """A profile name (`test`) or the path of a resolved config file (`params.yaml`, as DVC uses)."""
+    if profile.endswith((".yaml", ".yml")):
+        path = Path(profile)
+        return path if path.is_absolute() or path.is_file() else project_dir() / path
+    return PROFILES_DIR / f"{profile}.yaml"
 
 
 def _deep_merge(base: dict, patch: dict) -> dict:
@@ -236,7 +483,7 @@ def load_config(
 ) -> DapConfig:
     """Defaults ← profile YAML ← overrides (dotted keys). Raises ConfigError naming the field."""
     profile = profile or os.environ.get("DAP_PROFILE") or "tiny"
-    path = PROFILES_DIR / f"{profile}.yaml"
+    path = profile_path(profile)
     if not path.is_file():
         raise ConfigError(
             f"unknown profile {profile!r}; available: {', '.join(available_profiles())}"

@@ -1,0 +1,32 @@
+"""Device and dtype from the `device` / `dtype` knobs (`auto` = CUDA when present)."""
+
+from __future__ import annotations
+
+from dap_model.errors import ConfigError
+
+
+def resolve_device(spec: str):
+    import torch
+
+    spec = (spec or "auto").strip()
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(spec)
+    except RuntimeError as err:
+        raise ConfigError(f"device {spec!r}: {err}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {spec!r}: CUDA is not available on this machine")
+    return dev
+
+
+def resolve_dtype(spec: str, device):
+    """`auto` = bfloat16 on CUDA, float32 elsewhere."""
+    import torch
+
+    if spec == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    table = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+    if spec not in table:
+        raise ConfigError(f"dtype {spec!r}: expected one of auto, {', '.join(table)}")
+    return table[spec]
