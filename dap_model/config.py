@@ -347,9 +347,52 @@ class DistillConfig(Section):
     weight: float = Field(0.5, ge=0)
 
 
+class BenchmarkSpec(Section):
+    """One benchmark: an explicit reader format (`dap_model.benchmarks.available_formats()`) and
+    its root. Layouts per format: docs/evaluation.md."""
+
+    format: str = Field(..., description="stanford2d3d | matterport3d | matterport3d_png | deep360 | airsim360 | npy | shards")
+    root: str = Field(
+        "", description="local folder or s3://bucket/prefix; empty = the data store (storage.*), "
+        "which only the `shards` format uses; other formats with an empty root are skipped"
+    )
+    pattern: str = Field("", description="shards: fnmatch pattern of shard keys under the root")
+
+
 class EvalConfig(Section):
-    cap_m: float = Field(100.0, gt=0)
-    benchmarks: list[str] = Field(default_factory=lambda: ["labeled_test", "web_test"])
+    """Benchmark evaluation, inference, reports and the champion gate (`dap_model.evaluation`,
+    `dap_model.inference`, `dap_model.reporting`)."""
+
+    cap_m: float = Field(100.0, gt=0, description="valid ground truth: 0 < gt <= cap_m (DAP)")
+    benchmarks: dict[str, BenchmarkSpec] = Field(
+        default_factory=lambda: {
+            "labeled_test": BenchmarkSpec(format="shards", pattern="labeled/test-*.tar"),
+            "web_test": BenchmarkSpec(format="shards", pattern="web/test/*.tar"),
+        },
+        description="name -> {format, root, pattern}; add external ones, e.g. "
+        "--set eval.benchmarks.stanford2d3d='{format: stanford2d3d, root: /data/s2d3d}'",
+    )
+    height: int = Field(
+        0, ge=0, description="inference height (rounded to the patch size; width = 2 x height); 0 = train.height"
+    )
+    batch_size: int = Field(4, ge=1)
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    upsample: Literal["bilinear_valid", "nearest"] = Field(
+        "bilinear_valid", description="prediction -> ground-truth resolution: bilinear over valid "
+        "(non-zero) pixels, horizontally periodic; or nearest"
+    )
+    max_images: int = Field(0, ge=0, description="evaluate at most this many images per benchmark; 0 = all")
+    primary_metric: Literal["abs_rel", "sq_rel", "rmse", "rmse_log", "mae", "delta1", "delta2", "delta3"] = Field(
+        "abs_rel", description="decides the champion alias (delta* higher is better, others lower)"
+    )
+    regression_tolerance: float = Field(
+        0.05, ge=0, description="the gate fails when the new model's primary metric is worse than "
+        "the champion's by more than this fraction, on any benchmark both were evaluated on"
+    )
+    figure_samples: int = Field(3, ge=0, description="RGB | GT | prediction | error figures per benchmark")
+    colormap: str = Field("Spectral", description="matplotlib colormap of depth images (near = first colour)")
+    error_colormap: str = Field("magma", description="matplotlib colormap of absolute-relative-error images")
+    colour_max_m: float = Field(0.0, ge=0, description="depth mapped to the colormap's end; 0 = 99th percentile")
 
 
 class OpsConfig(Section):
