@@ -105,8 +105,10 @@ class VideoConfig(Section):
     horizon_height: int = Field(128, ge=32, le=1024, description="frame height the horizon check works at")
     min_brightness: float = Field(10.0, ge=0, le=255, description="darker mean grey level = 'dark'")
     min_contrast: float = Field(4.0, ge=0, description="lower grey-level std = 'blank'")
-    seam_tolerance: float = Field(3.0, gt=0, description="seam difference / 99th pct of column differences")
-    pole_max_variation: float = Field(0.35, gt=0, description="pole row std / image std above = no poles")
+    seam_tolerance: float = Field(
+        0.5, gt=0, description="seam difference on a scale from neighbouring (0) to unrelated columns (1)"
+    )
+    pole_max_variation: float = Field(0.15, gt=0, description="fine detail along pole rows / image std")
     stereo_min_similarity: float = Field(0.8, gt=-1, le=1, description="NCC of the two eyes for stereo")
     aspect_tolerance: float = Field(0.03, gt=0, lt=0.5)
     shard_size: int = Field(64, ge=1, description="frames per tar shard")

@@ -1,0 +1,283 @@
+"""Streaming training data over tar shards, with augmentations and an exact data position.
+
+An epoch is one pass over the shards of every source (a source's shards repeated `repeat`
+times), in an order fixed by (seed, epoch). With several processes, shards are split across
+ranks (samples, when there are fewer shards than ranks). A shuffle buffer holds raw bytes, so a
+sample is decoded only when emitted, and every emitted sample's augmentation is drawn from its
+own generator seeded by (seed, epoch, rank, index): a stream restarted at (epoch, consumed)
+continues exactly where it stopped without decoding the skipped samples.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from dap_model.config import TrainConfig
+from dap_model.data.shards import decode_png
+from dap_model.errors import InputError
+
+
+@dataclass(frozen=True)
+class ShardSource:
+    name: str  # "labeled", "pseudo", ...
+    paths: tuple[Path, ...]
+    repeat: int = 1
+
+
+@dataclass(frozen=True)
+class Augment:
+    flip_prob: float = 0.0
+    roll_prob: float = 0.0
+    jitter_prob: float = 0.0
+    brightness: float = 0.0
+    contrast: float = 0.0
+    saturation: float = 0.0
+    hue: float = 0.0
+
+    @classmethod
+    def from_config(cls, cfg: TrainConfig) -> "Augment":
+        return cls(
+            flip_prob=cfg.aug_flip_prob,
+            roll_prob=cfg.aug_roll_prob,
+            jitter_prob=cfg.aug_jitter_prob,
+            brightness=cfg.aug_brightness,
+            contrast=cfg.aug_contrast,
+            saturation=cfg.aug_saturation,
+            hue=cfg.aug_hue,
+        )
+
+
+def colour_jitter(rgb: np.ndarray, rng: np.random.Generator, aug: Augment) -> np.ndarray:
+    """rgb [H,W,3] float32 in [0,1] -> same; brightness, contrast, saturation, hue in that order."""
+    b = rng.uniform(1 - aug.brightness, 1 + aug.brightness)
+    c = rng.uniform(1 - aug.contrast, 1 + aug.contrast)
+    s = rng.uniform(1 - aug.saturation, 1 + aug.saturation)
+    h = rng.uniform(-aug.hue, aug.hue)
+    out = rgb * b
+    grey = out @ np.array([0.299, 0.587, 0.114], np.float32)  # [H,W]
+    out = (out - grey.mean()) * c + grey.mean()
+    grey = out @ np.array([0.299, 0.587, 0.114], np.float32)
+    out = (out - grey[..., None]) * s + grey[..., None]
+    out = np.clip(out, 0.0, 1.0).astype(np.float32)
+    if h != 0.0:
+        hsv = cv2.cvtColor(out, cv2.COLOR_RGB2HSV)  # H in [0,360)
+        hsv[..., 0] = np.mod(hsv[..., 0] + h * 360.0, 360.0)
+        out = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def augment(
+    rgb: np.ndarray, depth: np.ndarray, rng: np.random.Generator, aug: Augment
+) -> tuple[np.ndarray, np.ndarray]:
+    """rgb [H,W,3] float32, depth [H,W] float32. Roll (yaw) and flip act on both identically;
+    colour jitter on rgb only. Every draw is made whatever the probabilities, so a sample's
+    augmentation depends only on its generator."""
+    u_roll, u_flip, u_jit = rng.random(3)
+    shift = int(rng.integers(0, rgb.shape[1]))
+    if u_roll < aug.roll_prob:
+        rgb, depth = np.roll(rgb, shift, axis=1), np.roll(depth, shift, axis=1)
+    if u_flip < aug.flip_prob:
+        rgb, depth = rgb[:, ::-1], depth[:, ::-1]
+    jit_rng = np.random.default_rng(rng.integers(0, 2**63))
+    if u_jit < aug.jitter_prob:
+        rgb = colour_jitter(np.ascontiguousarray(rgb), jit_rng, aug)
+    return np.ascontiguousarray(rgb), np.ascontiguousarray(depth)
+
+
+def resize_pair(rgb: np.ndarray, depth: np.ndarray | None, height: int):
+    """rgb [h,w,3] uint8 -> [height,2*height,3]; depth nearest-neighbour (keeps invalid = 0)."""
+    if rgb.shape[1] != 2 * rgb.shape[0]:
+        raise InputError(f"panorama is {rgb.shape[1]}x{rgb.shape[0]}: width must be 2 x height")
+    if rgb.shape[0] != height:
+        interp = cv2.INTER_AREA if rgb.shape[0] > height else cv2.INTER_LINEAR
+        rgb = cv2.resize(rgb, (2 * height, height), interpolation=interp)
+        if depth is not None:
+            depth = cv2.resize(depth, (2 * height, height), interpolation=cv2.INTER_NEAREST)
+    return rgb, depth
+
+
+def clean_depth(depth: np.ndarray) -> np.ndarray:
+    depth = depth.astype(np.float32, copy=False)
+    return np.where(np.isfinite(depth) & (depth > 0), depth, 0.0).astype(np.float32)
+
+
+def read_raw(path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {ext: bytes}) per sample of a shard, in stored order, without decoding."""
+    current, parts = None, {}
+    try:
+        with tarfile.open(path, "r") as tar:
+            for m in tar:
+                if not m.isfile():
+                    continue
+                key, _, ext = m.name.partition(".")
+                if key != current:
+                    if current is not None:
+                        yield current, parts
+                    current, parts = key, {}
+                parts[ext] = tar.extractfile(m).read()
+    except (tarfile.TarError, OSError) as err:
+        raise InputError(f"{path}: unreadable shard ({err})") from None
+    if current is not None:
+        yield current, parts
+
+
+def decode_raw(key: str, parts: dict[str, bytes], where: str) -> tuple[np.ndarray, np.ndarray | None, dict]:
+    if "rgb.png" not in parts:
+        raise InputError(f"{where}:{key}: no rgb.png")
+    rgb = decode_png(parts["rgb.png"], f"{where}:{key}.rgb.png")
+    depth = np.load(io.BytesIO(parts["depth.npy"]), allow_pickle=False) if "depth.npy" in parts else None
+    meta = json.loads(parts.get("json", b"{}"))
+    return rgb, depth, meta
+
+
+@dataclass
+class ShardStream:
+    """Training samples: dict(rgb=[3,H,W] float32 in [0,1], depth=[1,H,W] float32 metres, key, source)."""
+
+    sources: list[ShardSource]
+    height: int
+    seed: int = 0
+    rank: int = 0
+    world: int = 1
+    shuffle_buffer: int = 64
+    aug: Augment = field(default_factory=Augment)
+
+    def __post_init__(self) -> None:
+        if not any(s.paths for s in self.sources):
+            raise InputError("training data: no shards in " + ", ".join(s.name for s in self.sources))
+        if not 0 <= self.rank < self.world:
+            raise InputError(f"rank {self.rank} outside world size {self.world}")
+
+    def _epoch_shards(self, epoch: int) -> tuple[list[tuple[str, Path]], bool]:
+        items = [(s.name, p) for s in self.sources for _ in range(s.repeat) for p in s.paths]
+        order = np.random.default_rng([self.seed, epoch, 1]).permutation(len(items))
+        items = [items[i] for i in order]
+        if len(items) >= self.world:
+            return items[self.rank :: self.world], False
+        return items, True
+
+    def _raw(self, epoch: int) -> Iterator[tuple[str, str, dict[str, bytes], str]]:
+        shards, split_samples = self._epoch_shards(epoch)
+        j = 0
+        for name, path in shards:
+            for key, parts in read_raw(path):
+                if not split_samples or j % self.world == self.rank:
+                    yield name, key, parts, str(path)
+                j += 1
+
+    def _shuffled(self, epoch: int):
+        rng = np.random.default_rng([self.seed, epoch, self.rank, 2])
+        buf: list = []
+        for item in self._raw(epoch):
+            if len(buf) < self.shuffle_buffer:
+                buf.append(item)
+                continue
+            i = int(rng.integers(0, len(buf)))
+            buf[i], item = item, buf[i]
+            yield item
+        for i in rng.permutation(len(buf)):
+            yield buf[i]
+
+    def iter_epoch(self, epoch: int, skip: int = 0) -> Iterator[dict]:
+        """Samples of `epoch` for this rank, starting after the first `skip`."""
+        for index, (source, key, parts, where) in enumerate(self._shuffled(epoch)):
+            if index < skip:
+                continue
+            rgb, depth, _ = decode_raw(key, parts, where)
+            if depth is None:
+                raise InputError(f"{where}:{key}: training sample has no depth")
+            rgb, depth = resize_pair(rgb, clean_depth(depth), self.height)
+            rng = np.random.default_rng([self.seed, epoch, self.rank, 3, index])
+            rgb_f, depth = augment(rgb.astype(np.float32) / 255.0, depth, rng, self.aug)
+            yield {
+                "rgb": torch.from_numpy(rgb_f.transpose(2, 0, 1).copy()),  # [3,H,W]
+                "depth": torch.from_numpy(depth[None].copy()),  # [1,H,W]
+                "key": key,
+                "source": source,
+            }
+
+
+class BatchLoader:
+    """Endless batches over epochs; `position` = (epoch, samples of it consumed by this rank)."""
+
+    def __init__(self, stream: ShardStream, batch_size: int, position: tuple[int, int] = (0, 0)):
+        self.stream = stream
+        self.batch_size = batch_size
+        self.epoch, self.consumed = int(position[0]), int(position[1])
+        self._it = stream.iter_epoch(self.epoch, self.consumed)
+
+    @property
+    def position(self) -> tuple[int, int]:
+        return self.epoch, self.consumed
+
+    def _next_sample(self) -> dict:
+        for _ in range(2):
+            try:
+                s = next(self._it)
+                self.consumed += 1
+                return s
+            except StopIteration:
+                if self.consumed == 0:
+                    raise InputError(
+                        f"training data: rank {self.stream.rank} of {self.stream.world} got no samples"
+                    ) from None
+                self.epoch, self.consumed = self.epoch + 1, 0
+                self._it = self.stream.iter_epoch(self.epoch)
+        raise InputError("training data: empty epoch")
+
+    def next_batch(self) -> dict:
+        """dict(rgb=[B,3,H,W], depth=[B,1,H,W], keys, sources)."""
+        samples = [self._next_sample() for _ in range(self.batch_size)]
+        return {
+            "rgb": torch.stack([s["rgb"] for s in samples]),
+            "depth": torch.stack([s["depth"] for s in samples]),
+            "keys": [s["key"] for s in samples],
+            "sources": [s["source"] for s in samples],
+        }
+
+
+def iter_eval_batches(
+    paths: list[Path], height: int, batch_size: int, limit: int | None = None, need_depth: bool = True
+) -> Iterator[dict]:
+    """Deterministic, unaugmented batches in stored order: dict(rgb=[B,3,height,2*height]
+    float32 in [0,1], gts=[[h,w] float32 metres at stored resolution | None], rgbs=[[h,w,3] uint8],
+    keys, metas)."""
+    batch: list[tuple] = []
+    n = 0
+
+    def pack(items: list[tuple]) -> dict:
+        return {
+            "rgb": torch.stack([torch.from_numpy(x.transpose(2, 0, 1).copy()) for _, x, _, _, _ in items]),
+            "gts": [g for _, _, g, _, _ in items],
+            "rgbs": [r for _, _, _, _, r in items],
+            "keys": [k for k, _, _, _, _ in items],
+            "metas": [m for _, _, _, m, _ in items],
+        }
+
+    for path in paths:
+        if limit is not None and n >= limit:
+            break
+        for key, parts in read_raw(Path(path)):
+            if limit is not None and n >= limit:
+                break
+            rgb, depth, meta = decode_raw(key, parts, str(path))
+            if depth is None and need_depth:
+                raise InputError(f"{path}:{key}: evaluation sample has no depth")
+            small, _ = resize_pair(rgb, None, height)
+            gt = None if depth is None else clean_depth(depth)
+            batch.append((key, small.astype(np.float32) / 255.0, gt, meta, rgb))
+            n += 1
+            if len(batch) == batch_size:
+                yield pack(batch)
+                batch = []
+    if batch:
+        yield pack(batch)
