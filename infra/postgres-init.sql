@@ -1,0 +1,2 @@
+-- Second database on the same cluster: MLflow's backend store (Dagster uses POSTGRES_DB).
+CREATE DATABASE mlflow;
