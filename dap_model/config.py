@@ -262,7 +262,6 @@ class LossConfig(Section):
         80.0, gt=0, lt=180, description="FOV of the 12 icosahedron-vertex views (>= 74.8 covers the sphere)"
     )
     df_size: int = Field(0, ge=0, description="DF view side in pixels; 0 = round(H * fov / 180)")
-    df_patch: int = Field(4, ge=1, description="DF Gram features: non-overlapping k x k depth patches")
     grad_edge_threshold: float = Field(
         0.05, gt=0, description="Sobel |grad log gt| (per pixel) above which a pixel is an edge"
     )
@@ -315,6 +314,8 @@ class TrainConfig(Section):
     log_images: int = Field(3, ge=0, description="RGB | GT | pred images logged per validation")
     shuffle_buffer: int = Field(64, ge=1, description="samples in the streaming shuffle buffer")
     labeled_repeat: int = Field(1, ge=1, description="times the labelled shards appear per epoch next to pseudo-labels")
+    init_from_previous: bool = Field(True, description="stage 2/3 start from the previous stage's weights")
+    run_root: str = Field("runs", description="training folders (checkpoints) relative to the project folder")
     aug_flip_prob: float = Field(0.5, ge=0, le=1, description="horizontal flip (mirror) probability")
     aug_roll_prob: float = Field(1.0, ge=0, le=1, description="horizontal roll (random yaw) probability")
     aug_jitter_prob: float = Field(0.8, ge=0, le=1, description="colour-jitter probability")

@@ -1,0 +1,24 @@
+"""The DAP network and its parts: backbone registry, DPT decoder, the model, the discriminator."""
+
+from dap_model.models.backbones import available_backbones, build_backbone, register_backbone
+from dap_model.models.dap import DapModel, build_model, load_model, save_model
+from dap_model.models.discriminator import (
+    PatchDiscriminator,
+    build_discriminator,
+    discriminator_loss,
+    generator_loss,
+)
+
+__all__ = [
+    "DapModel",
+    "PatchDiscriminator",
+    "available_backbones",
+    "build_backbone",
+    "build_discriminator",
+    "build_model",
+    "discriminator_loss",
+    "generator_loss",
+    "load_model",
+    "register_backbone",
+    "save_model",
+]

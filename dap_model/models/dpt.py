@@ -1,0 +1,199 @@
+"""Distortion-aware DPT decoder (Depth-Anything-v2 layout) for equirectangular feature maps.
+
+Reassemble (per tap: 1×1 projection, resize ×4/×2/×1/×½) → 3×3 conv to `features` → four
+fusion blocks (residual conv units, ×2 upsampling) → head (3×3 conv, resize to the output size,
+3×3 conv, ReLU, 1×1 conv). ERP awareness:
+- every spatial conv pads the ±180° seam circularly (left/right columns wrap) and the poles by
+  replication (or zeros), and every bilinear resize wraps horizontally, so a yaw roll of the
+  input by a whole number of feature columns rolls the output exactly;
+- latitude: `concat` appends (sin lat, cos lat) channels before the reassemble 3×3 convs and the
+  head's second conv; `film` applies a learned per-row scale/shift `x·(1+γ(lat)) + β(lat)` after
+  each fusion block (zero-initialised: identity at start).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "DptDecoder",
+    "DptHead",
+    "ErpConv2d",
+    "LatitudeFiLM",
+    "latitude_channels",
+    "wrap_resize",
+]
+
+
+def latitude_channels(h: int, w: int, like: Tensor) -> Tensor:
+    """[1,2,h,w]: (sin lat, cos lat) at ERP pixel centres, lat = π/2 − (v+0.5)/h·π."""
+    v = torch.arange(h, device=like.device, dtype=torch.float32)
+    lat = math.pi / 2 - (v + 0.5) / h * math.pi  # [h]
+    enc = torch.stack([torch.sin(lat), torch.cos(lat)])  # [2,h]
+    return enc[None, :, :, None].expand(1, 2, h, w).to(like.dtype)
+
+
+def wrap_resize(x: Tensor, size: tuple[int, int], circular: bool = True) -> Tensor:
+    """Bilinear resize (align_corners=False) of x[B,C,h,w] to size; horizontally periodic if circular."""
+    h, w = x.shape[-2:]
+    ho, wo = size
+    if (h, w) == (ho, wo):
+        return x
+    if not circular:
+        return F.interpolate(x, size=(ho, wo), mode="bilinear", align_corners=False)
+    if ho != h:
+        x = F.interpolate(x, size=(ho, w), mode="bilinear", align_corners=False)  # [B,C,ho,w]
+    if wo == w:
+        return x
+    # separable horizontal pass with wrap-around: source coordinate of output column j
+    pos = (torch.arange(wo, device=x.device, dtype=torch.float64) + 0.5) * (w / wo) - 0.5
+    left = torch.floor(pos)
+    frac = (pos - left).to(x.dtype)  # [wo]
+    i0 = left.long() % w
+    i1 = (i0 + 1) % w
+    return x[..., i0] * (1 - frac) + x[..., i1] * frac  # [B,C,ho,wo]
+
+
+class ErpConv2d(nn.Conv2d):
+    """Conv2d whose padding wraps columns (ERP seam) and replicates/zeros rows (poles)."""
+
+    def __init__(self, cin, cout, kernel_size, stride=1, bias=True, circular=True, vertical="replicate"):
+        super().__init__(cin, cout, kernel_size, stride=stride, padding=0, bias=bias)
+        self.pad = (kernel_size - 1) // 2
+        self.circular = circular
+        self.vertical = vertical
+
+    def forward(self, x: Tensor) -> Tensor:
+        p = self.pad
+        if p:
+            if self.circular:
+                x = F.pad(x, (p, p, 0, 0), mode="circular")
+            else:
+                x = F.pad(x, (p, p, 0, 0))
+            x = F.pad(x, (0, 0, p, p), mode="replicate" if self.vertical == "replicate" else "constant")
+        return super().forward(x)
+
+
+class LatitudeFiLM(nn.Module):
+    """x[B,C,h,w] · (1 + γ(lat)) + β(lat), γ/β from a small MLP of (sin lat, cos lat)."""
+
+    def __init__(self, channels: int, hidden: int = 16):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(2, hidden), nn.GELU(), nn.Linear(hidden, 2 * channels))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = x.shape[-2]
+        enc = latitude_channels(h, 1, x)[0, :, :, 0].t()  # [h,2]
+        gamma, beta = self.mlp(enc).t().chunk(2, dim=0)  # [C,h] each
+        return x * (1 + gamma[None, :, :, None]) + beta[None, :, :, None]
+
+
+class ResidualConvUnit(nn.Module):
+    def __init__(self, features: int, conv_kw: dict):
+        super().__init__()
+        self.conv1 = ErpConv2d(features, features, 3, **conv_kw)
+        self.conv2 = ErpConv2d(features, features, 3, **conv_kw)
+        self.act = nn.ReLU()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.conv2(self.act(self.conv1(self.act(x))))
+
+
+class FusionBlock(nn.Module):
+    """out = conv1x1(resize(rcu2(x + rcu1(skip)))), as DAv2's FeatureFusionBlock."""
+
+    def __init__(self, features: int, conv_kw: dict, film: bool, has_skip: bool):
+        super().__init__()
+        self.rcu1 = ResidualConvUnit(features, conv_kw) if has_skip else None
+        self.rcu2 = ResidualConvUnit(features, conv_kw)
+        self.film = LatitudeFiLM(features) if film else None
+        self.out_conv = nn.Conv2d(features, features, 1)
+        self.circular = conv_kw["circular"]
+
+    def forward(self, x: Tensor, skip: Tensor | None, size: tuple[int, int]) -> Tensor:
+        if skip is not None:
+            x = x + self.rcu1(skip)
+        x = self.rcu2(x)
+        if self.film is not None:
+            x = self.film(x)
+        x = wrap_resize(x, size, self.circular)
+        return self.out_conv(x)
+
+
+class DptDecoder(nn.Module):
+    """Four tap maps [B,embed,gh,gw] → fused features [B,features,8gh,8gw]."""
+
+    def __init__(
+        self,
+        embed_dim: int,
+        channels: list[int],
+        features: int,
+        circular: bool = True,
+        vertical: str = "replicate",
+        latitude: str = "concat",
+    ):
+        super().__init__()
+        if len(channels) != 4:
+            raise ValueError(f"DPT needs 4 reassemble widths, got {channels}")
+        conv_kw = {"circular": circular, "vertical": vertical}
+        self.circular = circular
+        self.lat_concat = "concat" in latitude
+        extra = 2 if self.lat_concat else 0
+        self.project = nn.ModuleList(nn.Conv2d(embed_dim, c, 1) for c in channels)
+        self.resize = nn.ModuleList(
+            [
+                nn.ConvTranspose2d(channels[0], channels[0], 4, stride=4),  # ×4
+                nn.ConvTranspose2d(channels[1], channels[1], 2, stride=2),  # ×2
+                nn.Identity(),  # ×1
+                ErpConv2d(channels[3], channels[3], 3, stride=2, **conv_kw),  # ×½
+            ]
+        )
+        self.layer_rn = nn.ModuleList(
+            ErpConv2d(c + extra, features, 3, bias=False, **conv_kw) for c in channels
+        )
+        film = "film" in latitude
+        self.fusion = nn.ModuleList(
+            FusionBlock(features, conv_kw, film, has_skip=i < 3) for i in range(4)
+        )
+
+    def forward(self, feats: list[Tensor]) -> Tensor:
+        # feats: 4 × [B,E,gh,gw]
+        gh, gw = feats[0].shape[-2:]
+        layers = []
+        for f, proj, rs, rn in zip(feats, self.project, self.resize, self.layer_rn):
+            x = rs(proj(f))  # [B,c_i,s·gh,s·gw], s ∈ {4,2,1,½}
+            if self.lat_concat:
+                x = torch.cat([x, latitude_channels(*x.shape[-2:], x).expand(x.shape[0], -1, -1, -1)], 1)
+            layers.append(rn(x))  # [B,F,·,·]
+        l1, l2, l3, l4 = layers
+        p = self.fusion[3](l4, None, l3.shape[-2:])  # [B,F,gh,gw]
+        p = self.fusion[2](p, l3, l2.shape[-2:])  # [B,F,2gh,2gw]
+        p = self.fusion[1](p, l2, l1.shape[-2:])  # [B,F,4gh,4gw]
+        return self.fusion[0](p, l1, (8 * gh, 8 * gw))  # [B,F,8gh,8gw]
+
+
+class DptHead(nn.Module):
+    """[B,F,h,w] → raw output [B,out,H,W] (3×3 conv, resize, 3×3 conv, ReLU, 1×1 conv)."""
+
+    def __init__(self, features: int, hidden: int, out_channels: int, circular=True,
+                 vertical="replicate", latitude="concat"):
+        super().__init__()
+        conv_kw = {"circular": circular, "vertical": vertical}
+        self.circular = circular
+        self.lat_concat = "concat" in latitude
+        half = max(features // 2, 1)
+        self.conv1 = ErpConv2d(features, half, 3, **conv_kw)
+        self.conv2 = ErpConv2d(half + (2 if self.lat_concat else 0), hidden, 3, **conv_kw)
+        self.conv3 = nn.Conv2d(hidden, out_channels, 1)
+
+    def forward(self, x: Tensor, size: tuple[int, int]) -> Tensor:
+        x = wrap_resize(self.conv1(x), size, self.circular)  # [B,F/2,H,W]
+        if self.lat_concat:
+            x = torch.cat([x, latitude_channels(*size, x).expand(x.shape[0], -1, -1, -1)], 1)
+        return self.conv3(F.relu(self.conv2(x)))  # [B,out,H,W]
