@@ -63,11 +63,25 @@ class MlflowConfig(Section):
 class SimConfig(Section):
     """Procedural AirSim360-style renderer (`dap_model.sim`)."""
 
-    scenes: int = Field(4, ge=1)
-    frames_per_scene: int = Field(3, ge=1)
-    height: int = Field(128, ge=8, description="panorama height in pixels; width = 2 x height")
-    kind: Literal["indoor", "outdoor", "mixed"] = "mixed"
-    seed: int = 0
+    scenes: int = Field(4, ge=1, le=100000, description="sequences (one procedural scene each)")
+    frames_per_scene: int = Field(3, ge=1, le=10000)
+    height: int = Field(128, ge=8, le=4096, description="panorama height in pixels; width = 2 x height")
+    kind: Literal["indoor", "outdoor", "mixed"] = Field(
+        "mixed", description="mixed alternates indoor and outdoor sequences"
+    )
+    scene: Literal["procedural", "calibration"] = Field(
+        "procedural", description="calibration: an infinite ground plane under an empty sky"
+    )
+    camera_height_m: float = Field(
+        1.7, gt=0, le=1000, description="calibration scene: camera height above the ground plane"
+    )
+    seed: int = Field(0, ge=0)
+    style: Literal["labeled", "web"] = Field("labeled", description="appearance of the rendered set")
+    shadows: bool = Field(True, description="sun shadows outdoors (one shadow ray per lit pixel)")
+    max_depth_m: float = Field(
+        1000.0, gt=0, le=100000, description="depth sensor range: farther surfaces are stored as 0 (invalid)"
+    )
+    threads: int = Field(0, ge=0, le=256, description="torch threads while rendering; 0 = leave as is")
 
 
 class IngestConfig(Section):
@@ -80,7 +94,17 @@ class IngestConfig(Section):
     val_fraction: float = Field(0.15, ge=0, lt=1)
     test_fraction: float = Field(0.15, ge=0, lt=1)
     shard_size: int = Field(64, ge=1, description="samples per tar shard")
-    max_depth_m: float = Field(1000.0, gt=0)
+    max_depth_m: float = Field(1000.0, gt=0, description="depth above this (metres) rejects the pair")
+    default_domain: Literal["indoor", "outdoor"] = Field(
+        "outdoor", description="domain of a sequence whose meta.json does not say"
+    )
+    depth_resize: Literal["nearest", "edge_aware"] = Field(
+        "edge_aware", description="edge_aware: per output pixel, the valid source depth nearest the block median"
+    )
+    min_valid_fraction: float = Field(0.01, ge=0, le=1, description="pairs with less valid depth are skipped")
+    blank_std: float = Field(1.0, ge=0, description="RGB with a pixel std below this (0-255) is blank")
+    split_seed: int = Field(0, ge=0, description="seed of the by-sequence train/val/test split")
+    endpoint_url: str = Field("", description="S3 endpoint of an s3:// source; empty = storage.endpoint_url")
 
 
 class VideoConfig(Section):
@@ -150,7 +174,6 @@ class TaggingConfig(Section):
     builtin_coefficients: str = Field(
         "", description="builtin: coefficient JSON (empty = dap_model/tagging/builtin_coefficients.json)"
     )
-    builtin_height: int = Field(128, ge=16, description="builtin: frames are resized to this height first")
 
 
 class SynthesisConfig(Section):

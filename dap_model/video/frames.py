@@ -1,0 +1,203 @@
+"""Frames from a panoramic video: time sampling (grab() for skipped frames, retrieve() only for
+sampled ones), layout detection and eye extraction, duplicate dropping (grey 32x16 thumbnail vs
+the last kept frame), horizon validation on a downscaled frame, resize to the profile's size.
+
+`extract_frames` yields one `FrameRecord` per sampled frame with the frame itself (RGB uint8
+[h,2h,3]) when accepted, so callers decide where accepted frames go (shards, PNG files)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+from dap_model.errors import InputError
+from dap_model.video.horizon import check_horizon, thumbnail
+from dap_model.video.layout import detect_layout, take_eye
+
+REASONS = (
+    "", "duplicate", "dark", "blank", "frozen", "not_2to1", "no_seam", "no_poles", "no_structure", "tilted",
+    "vr180_sbs", "fisheye", "letterboxed", "not_panoramic", "unreadable",
+)
+
+FRAMES_SCHEMA = pa.DataFrameSchema(
+    {
+        "video_id": pa.Column(str, nullable=False),
+        "source": pa.Column(str, nullable=False),
+        "frame_index": pa.Column(int, pa.Check.ge(0)),
+        "time_s": pa.Column(float, pa.Check.ge(0)),
+        "layout": pa.Column(str, nullable=False),
+        "accepted": pa.Column(bool),
+        "reason": pa.Column(str, pa.Check.isin(REASONS)),
+        "detail": pa.Column(str),
+        "tilt_deg": pa.Column(float, nullable=True),
+        "shard": pa.Column(str, nullable=True),
+        "key": pa.Column(str, nullable=True),
+    },
+    checks=[
+        pa.Check(lambda df: (df["accepted"] == (df["reason"] == "")).all(), error="accepted iff reason is empty"),
+        pa.Check(lambda df: (df["accepted"] == df["key"].notna()).all(), error="accepted frames have a key"),
+    ],
+    strict=True,
+    ordered=False,
+    unique=["video_id", "frame_index"],
+    name="web frames manifest",
+)
+
+
+@dataclass
+class FrameRecord:
+    frame_index: int
+    time_s: float
+    layout: str
+    accepted: bool
+    reason: str
+    detail: str
+    tilt_deg: float
+
+
+@dataclass
+class VideoInfo:
+    width: int
+    height: int
+    fps: float
+    frames_expected: int
+    frames_decoded: int = 0
+
+
+def open_video(path: str | Path, name: str | None = None) -> tuple[cv2.VideoCapture, VideoInfo]:
+    name = name or str(path)
+    if not Path(path).is_file():
+        raise InputError(f"{name}: no such file")
+    if Path(path).stat().st_size == 0:
+        raise InputError(f"{name}: empty file (0 bytes)")
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise InputError(f"{name}: not a decodable video (OpenCV/FFmpeg cannot open it)")
+    fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    if not math.isfinite(fps) or fps <= 0:
+        cap.release()
+        raise InputError(f"{name}: video reports no frame rate")
+    info = VideoInfo(
+        int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), fps,
+        int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0),
+    )
+    return cap, info
+
+
+def sample_frames(
+    path: str | Path, every_s: float, max_frames: int = 0, name: str | None = None, info_out: list | None = None
+) -> Iterator[tuple[int, float, np.ndarray]]:
+    """(frame_index, time_s, BGR frame [H,W,3]) every `every_s` seconds; grab() skips the rest.
+
+    After the loop `info_out[0]` (if given) is the VideoInfo with `frames_decoded` filled in."""
+    cap, info = open_video(path, name)
+    if info_out is not None:
+        info_out.append(info)
+    step = max(1, int(round(every_s * info.fps)))
+    i, taken = 0, 0
+    try:
+        while cap.grab():
+            if i % step == 0:
+                ok, frame = cap.retrieve()
+                if ok and frame is not None:
+                    yield i, i / info.fps, frame
+                    taken += 1
+                    if max_frames and taken >= max_frames:
+                        i += 1
+                        break
+            i += 1
+    finally:
+        info.frames_decoded = i
+        cap.release()
+
+
+class FrameValidator:
+    """Per-video state (last kept thumbnail) + the per-frame decision."""
+
+    def __init__(self, settings) -> None:
+        self.s = settings
+        self.last_kept: np.ndarray | None = None
+        self.prev_small: np.ndarray | None = None
+
+    def __call__(self, bgr: np.ndarray, index: int, time_s: float) -> tuple[FrameRecord, np.ndarray | None]:
+        s = self.s
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        lay = detect_layout(rgb, s.stereo_min_similarity, s.aspect_tolerance, s.seam_tolerance)
+        if not lay.ok:
+            return FrameRecord(index, time_s, lay.name, False, lay.name, lay.detail, math.nan), None
+        eye = take_eye(rgb, lay.name)
+        eh = max(s.height, s.horizon_height)
+        eye = cv2.resize(eye, (2 * eh, eh), interpolation=cv2.INTER_AREA) if eye.shape[0] > eh else eye
+        thumb = thumbnail(eye)
+        if self.last_kept is not None and s.dedup_threshold > 0:
+            diff = float(np.abs(thumb - self.last_kept).mean())
+            if diff < s.dedup_threshold:
+                self.prev_small = eye
+                return FrameRecord(
+                    index, time_s, lay.name, False, "duplicate", f"differs from the last kept frame by {diff:.2f} < {s.dedup_threshold}", math.nan
+                ), None
+        res = check_horizon(eye, s.max_tilt_deg, settings=s, prev=self.prev_small)
+        self.prev_small = eye
+        if not res.ok:
+            return FrameRecord(index, time_s, lay.name, False, res.reason, res.detail, res.tilt_deg), None
+        self.last_kept = thumb
+        out = eye if eye.shape[0] == s.height else cv2.resize(eye, (2 * s.height, s.height), interpolation=cv2.INTER_AREA)
+        return FrameRecord(index, time_s, lay.name, True, "", "", res.tilt_deg), np.ascontiguousarray(out)
+
+
+def extract_frames(path: str | Path, settings, name: str | None = None) -> tuple[Iterator[tuple[FrameRecord, np.ndarray | None]], list]:
+    """Iterator of (record, rgb [h,2h,3] or None) for every sampled frame, and a list that holds
+    the VideoInfo once iteration has started."""
+    info: list = []
+    validate = FrameValidator(settings)
+
+    def gen():
+        for index, t, bgr in sample_frames(path, settings.sample_every_s, settings.max_frames_per_video, name, info):
+            yield validate(bgr, index, t)
+
+    return gen(), info
+
+
+def check_complete(info: VideoInfo, name: str) -> None:
+    """Raise InputError when the decoder stopped well before the container's frame count."""
+    if info.frames_expected > 0 and info.frames_decoded < 0.9 * info.frames_expected - 1:
+        raise InputError(
+            f"{name}: truncated video: decoded {info.frames_decoded} of {info.frames_expected} frames"
+        )
+    if info.frames_decoded == 0:
+        raise InputError(f"{name}: no frame could be decoded")
+
+
+def records_frame(rows: list[dict]) -> pd.DataFrame:
+    cols = list(FRAMES_SCHEMA.columns)
+    df = pd.DataFrame(rows, columns=cols)
+    if df.empty:
+        df = df.astype({"frame_index": int, "time_s": float, "accepted": bool, "tilt_deg": float})
+    df["frame_index"] = df["frame_index"].astype(int)
+    df["time_s"] = df["time_s"].astype(float)
+    df["tilt_deg"] = df["tilt_deg"].astype(float)
+    df["accepted"] = df["accepted"].astype(bool)
+    for c in ("shard", "key"):
+        df[c] = df[c].astype(object).where(df[c].notna(), None)
+    return df
+
+
+def validate_frames_manifest(df: pd.DataFrame, name: str = "frames manifest") -> pd.DataFrame:
+    try:
+        return FRAMES_SCHEMA.validate(df, lazy=True)
+    except pa.errors.SchemaErrors as err:
+        cases = err.failure_cases[["column", "check", "failure_case"]].head(5).to_dict("records")
+        raise InputError(f"{name}: {len(err.failure_cases)} problem(s), e.g. {cases}") from None
+
+
+def record_row(video_id: str, source: str, rec: FrameRecord, shard: str | None, key: str | None) -> dict:
+    d = asdict(rec)
+    d.update(video_id=video_id, source=source, shard=shard, key=key)
+    return d
