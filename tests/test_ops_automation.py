@@ -1,0 +1,172 @@
+"""Automation: the weekly re-training schedule, the new-video sensor, asset checks on every
+manifest, the GPU asset's pool and Kubernetes request, retry policies."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+import pytest
+from dagster._utils.schedules import cron_string_iterator
+
+from dap_assets.assets.automation import RETRAIN_GROUPS, RETRAIN_KEYS, retrain_job, retrain_schedule
+from dap_assets.definitions import defs
+from dap_assets.policies import K8S_CONFIG_TAG, MAX_RETRIES_TAG, gpu_k8s_config, transient_retry_policy
+from dap_model.config import load_config
+
+GRAPH = defs.resolve_asset_graph()
+KEYS = {k.to_user_string() for k in GRAPH.get_all_asset_keys() if GRAPH.get(k).is_materializable}
+MODEL_ASSETS = {"scene_invariant_labeler", "depth_discriminator", "realism_invariant_labeler", "dap_depth_model"}
+DOWNLOAD_ASSETS = {"web_videos"}
+
+DESIGN_GRAPH = {
+    "airsim360_scenes": ("ingestion", []),
+    "labeled_panoramas": ("ingestion", ["airsim360_scenes"]),
+    "web_video_manifest": ("web", []),
+    "web_videos": ("web", ["web_video_manifest"]),
+    "web_frames": ("web", ["web_videos"]),
+    "dit360_indoor": ("pool", []),
+    "scene_tags": ("pool", ["web_frames", "dit360_indoor"]),
+    "unlabeled_pool": ("pool", ["scene_tags"]),
+    "scene_invariant_labeler": ("training", ["labeled_panoramas"]),
+    "stage1_pseudo_labels": ("curation", ["unlabeled_pool", "scene_invariant_labeler"]),
+    "depth_discriminator": ("curation", ["labeled_panoramas", "stage1_pseudo_labels"]),
+    "curated_pseudo_labels": ("curation", ["depth_discriminator", "stage1_pseudo_labels"]),
+    "realism_invariant_labeler": ("training", ["labeled_panoramas", "curated_pseudo_labels"]),
+    "stage2_pseudo_labels": ("curation", ["unlabeled_pool", "realism_invariant_labeler"]),
+    "dap_depth_model": ("training", ["labeled_panoramas", "stage2_pseudo_labels"]),
+    "benchmark_report": ("evaluation", ["dap_depth_model"]),
+    "a_new_training_asset": ("training", ["labeled_panoramas"]),
+}
+
+
+def _design_assets() -> list[dg.AssetsDefinition]:
+    out = []
+    for key, (group, deps) in DESIGN_GRAPH.items():
+        @dg.asset(name=key, group_name=group, deps=deps)
+        def _a() -> None:
+            return None
+
+        out.append(_a)
+    return out
+
+
+def _tick(schedule, instance=None, when=dt.datetime(2026, 1, 5, 3, 0, tzinfo=dt.timezone.utc)):
+    with dg.build_schedule_context(instance=instance, scheduled_execution_time=when) as ctx:
+        return schedule.evaluate_tick(ctx)
+
+
+def test_schedule_requests_the_training_curation_and_report_assets_of_the_design_graph():
+    d = dg.Definitions(assets=_design_assets(), jobs=[retrain_job], schedules=[retrain_schedule])
+    result = _tick(d.resolve_schedule_def(retrain_schedule.name))
+    assert len(result.run_requests) == 1
+    request = result.run_requests[0]
+    job = d.resolve_job_def(request.job_name or retrain_schedule.job_name)
+    selected = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
+    expected = {
+        k for k, (group, _) in DESIGN_GRAPH.items() if group in RETRAIN_GROUPS or k in RETRAIN_KEYS
+    }
+    assert selected == expected
+    assert "a_new_training_asset" in selected
+    assert not selected & {"airsim360_scenes", "labeled_panoramas", "web_videos", "web_frames"}
+
+
+def test_schedule_cron_timezone_and_run_retries_come_from_the_ops_knobs():
+    ops = load_config().ops
+    assert retrain_schedule.cron_schedule == ops.retrain_cron
+    assert retrain_schedule.execution_timezone == ops.timezone
+    assert retrain_job.tags[MAX_RETRIES_TAG] == str(ops.run_retries)
+    monday = dt.datetime(2026, 1, 5, 3, 0, tzinfo=dt.timezone.utc)
+    ticks = cron_string_iterator(monday.timestamp(), ops.retrain_cron, ops.timezone)
+    first, second = next(ticks), next(ticks)
+    assert (second - first) == dt.timedelta(days=7)
+
+
+def test_real_code_location_schedule_targets_existing_retrain_assets(tmp_path):
+    job = defs.resolve_job_def(retrain_job.name)
+    selected = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
+    expected = {
+        k for k in KEYS
+        if k in RETRAIN_KEYS or GRAPH.get(dg.AssetKey(k)).group_name in RETRAIN_GROUPS
+    }
+    assert selected == expected
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = _tick(defs.resolve_schedule_def(retrain_schedule.name), instance)
+    assert [r.job_name or retrain_schedule.job_name for r in result.run_requests] == [retrain_job.name]
+
+
+def _sensor(name_part: str):
+    for s in defs.resolve_all_sensor_defs():
+        if name_part in s.name:
+            return s
+    return None
+
+
+def test_every_data_asset_has_an_asset_check():
+    checks: dict[str, list[str]] = {}
+    for ck in defs.resolve_asset_graph().asset_check_keys:
+        checks.setdefault(ck.asset_key.to_user_string(), []).append(ck.name)
+    manifests = sorted(KEYS - MODEL_ASSETS)
+    uncovered = [k for k in manifests if not checks.get(k)]
+    assert uncovered == [], f"data assets without an asset check: {uncovered}; checks: {checks}"
+
+
+def test_benchmark_report_has_a_blocking_regression_gate():
+    if "benchmark_report" not in KEYS:
+        pytest.skip("benchmark_report is not defined yet (issue 9)")
+    specs = [
+        spec for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)
+        for spec in a.check_specs if spec.asset_key == dg.AssetKey("benchmark_report")
+    ]
+    assert any(s.blocking for s in specs), specs
+
+
+def test_gpu_asset_is_in_the_gpu_pool_and_requests_gpus_on_kubernetes():
+    if "dap_depth_model" not in KEYS:
+        pytest.skip("dap_depth_model is not defined yet (issue 7)")
+    ops = load_config().ops
+    node = GRAPH.get(dg.AssetKey("dap_depth_model"))
+    assets_def = node.assets_def
+    assert assets_def.op.pool == ops.gpu_pool
+    k8s = assets_def.op.tags.get(K8S_CONFIG_TAG)
+    if isinstance(k8s, str):
+        import json
+
+        k8s = json.loads(k8s)
+    assert k8s, f"dap_depth_model has no {K8S_CONFIG_TAG} op tag"
+    limits = k8s["container_config"]["resources"]["limits"]
+    assert int(limits["nvidia.com/gpu"]) >= 1
+    assert k8s["pod_spec_config"]["node_selector"]
+    assert k8s == gpu_k8s_config(ops)
+
+
+def test_gpu_k8s_config_follows_the_knobs():
+    ops = load_config(overrides=["ops.gpus_per_run=4", "ops.gpu_node_selector={pool: a100}"]).ops
+    cfg = gpu_k8s_config(ops)
+    res = cfg["container_config"]["resources"]
+    assert res["requests"]["nvidia.com/gpu"] == res["limits"]["nvidia.com/gpu"] == "4"
+    assert cfg["pod_spec_config"]["node_selector"] == {"pool": "a100"}
+    assert cfg["pod_spec_config"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+
+
+@pytest.mark.parametrize("key", sorted(DOWNLOAD_ASSETS))
+def test_download_assets_retry_transient_failures_with_backoff(key):
+    if key not in KEYS:
+        pytest.skip(f"{key} is not defined yet (issue 4)")
+    policy = GRAPH.get(dg.AssetKey(key)).assets_def.op.retry_policy
+    assert policy is not None and policy.max_retries >= 1
+    assert policy.backoff == dg.Backoff.EXPONENTIAL
+
+
+def test_retry_policy_retries_a_transient_failure_then_succeeds():
+    attempts = []
+
+    @dg.asset(retry_policy=transient_retry_policy(load_config(overrides=["ops.step_retry_delay_s=0"]).ops))
+    def flaky(context) -> int:
+        attempts.append(context.retry_number)
+        if len(attempts) < 3:
+            raise ConnectionError("transient")
+        return len(attempts)
+
+    result = dg.materialize([flaky])
+    assert result.success and attempts == [0, 1, 2]
