@@ -138,7 +138,7 @@ def train(
     model.to(device).train()
     opt = build_optimizer(model, cfg)
     sched = build_scheduler(opt, tc)
-    loss_fn = DapLoss(cfg.loss).to(device)
+    loss_fn = DapLoss.from_config(cfg).to(device)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and tc.amp_dtype == "fp16")
 
     step, positions, run_id = 0, [(0, 0)] * d.world, None
@@ -248,8 +248,8 @@ def train(
                     raise FloatingPointError(f"{stage}: non-finite loss at step {step} ({batch['keys']})")
                 scaler.scale(total / tc.grad_accum).backward()
             for k, v in terms.items():
-                terms_sum[k] = terms_sum.get(k, 0.0) + float(v) / tc.grad_accum
-            terms_sum["loss"] = terms_sum.get("loss", 0.0) + float(total) / tc.grad_accum
+                terms_sum[k] = terms_sum.get(k, 0.0) + float(v.detach()) / tc.grad_accum
+            terms_sum["loss"] = terms_sum.get("loss", 0.0) + float(total.detach()) / tc.grad_accum
         if tc.grad_clip > 0:
             scaler.unscale_(opt)
             terms_sum["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip))

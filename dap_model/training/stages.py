@@ -1,0 +1,149 @@
+"""The three trainings as data: which shards each stage reads, which model it starts from,
+where its model is published in the data store.
+
+Store layout read here: `labeled/**/{train,val,test}-*.tar` + `labeled/manifest.parquet`
+(issue 3), `pseudo/<name>/` + `pseudo/<name>/manifest.parquet` (this package), `web/test/**.tar`
+(web-domain test split). Published: `models/<stage>/model.safetensors` (+ `.json`, config)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import pandas as pd
+
+from dap_model.config import DapConfig, RESOLVED_CONFIG_NAME, project_dir
+from dap_model.errors import InputError
+from dap_model.training.checkpoint import file_sha256
+from dap_model.training.data import ShardSource
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    pseudo_prefix: str | None  # pseudo-label store prefix mixed with the labelled data
+    previous: str | None  # stage whose model it starts from (train.init_from_previous)
+
+
+STAGES: dict[str, StageSpec] = {
+    s.name: s
+    for s in (
+        StageSpec("stage1", None, None),
+        StageSpec("stage2", "pseudo/curated", "stage1"),
+        StageSpec("stage3", "pseudo/stage2", "stage2"),
+    )
+}
+
+
+def stage_spec(stage: str) -> StageSpec:
+    if stage not in STAGES:
+        raise InputError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
+    return STAGES[stage]
+
+
+def model_key(stage: str) -> str:
+    return f"models/{stage}/model.safetensors"
+
+
+def split_shard_keys(store, prefix: str, split: str | None = None) -> list[str]:
+    """Tar shards under `prefix` (recursively), optionally only `<split>-*.tar`."""
+    keys = [k for k in store.list(prefix) if k.endswith(".tar")]
+    if split is not None:
+        keys = [k for k in keys if PurePosixPath(k).name.startswith(f"{split}-")]
+    return sorted(keys)
+
+
+def manifest_shard_keys(store, prefix: str) -> list[str]:
+    """Shards named by `<prefix>/manifest.parquet` (column `shard`, relative to `prefix`)."""
+    key = f"{prefix}/manifest.parquet"
+    if not store.exists(key):
+        raise InputError(f"{store.uri(key)}: no manifest (materialise the asset that writes {prefix}/ first)")
+    df = pd.read_parquet(store.fetch(key))
+    return [f"{prefix}/{s}" for s in sorted(df["shard"].unique())]
+
+
+def fetch_all(store, keys: list[str]) -> list[Path]:
+    return [Path(store.fetch(k)) for k in keys]
+
+
+def store_version(store, key: str) -> str:
+    """Content hash of one stored object (a manifest): DVC's md5, as Dagster data versions use."""
+    from dap_model.versioning import store_hash
+
+    if not store.exists(key):
+        raise InputError(f"{store.uri(key)}: missing")
+    return store_hash(store, key)
+
+
+@dataclass
+class StageInputs:
+    sources: list[ShardSource]
+    val_paths: list[Path]
+    init_from: Path | None
+    data_versions: dict[str, str]
+
+
+def stage_inputs(cfg: DapConfig, store, stage: str) -> StageInputs:
+    spec = stage_spec(stage)
+    train_keys = split_shard_keys(store, "labeled", "train")
+    if not train_keys:
+        raise InputError(f"{store.uri('labeled')}: no labelled train shards (materialise labeled_panoramas first)")
+    versions = {"labeled": store_version(store, "labeled/manifest.parquet")}
+    sources = [
+        ShardSource("labeled", tuple(fetch_all(store, train_keys)), cfg.train.labeled_repeat if spec.pseudo_prefix else 1)
+    ]
+    if spec.pseudo_prefix:
+        keys = manifest_shard_keys(store, spec.pseudo_prefix)
+        if not keys:
+            raise InputError(f"{store.uri(spec.pseudo_prefix)}: the manifest lists no shards")
+        sources.append(ShardSource("pseudo", tuple(fetch_all(store, keys)), 1))
+        versions[spec.pseudo_prefix.replace("/", "_")] = store_version(store, f"{spec.pseudo_prefix}/manifest.parquet")
+    init = None
+    if spec.previous and cfg.train.init_from_previous:
+        key = model_key(spec.previous)
+        if not store.exists(key):
+            raise InputError(f"{store.uri(key)}: {spec.previous} model missing (materialise it first)")
+        init = Path(store.fetch(key))
+        versions["init"] = file_sha256(init)
+    val = fetch_all(store, split_shard_keys(store, "labeled", "val"))
+    return StageInputs(sources, val, init, versions)
+
+
+def default_run_dir(cfg: DapConfig, stage: str, versions: dict[str, str]) -> Path:
+    """`<project>/<train.run_root>/<stage>-<hash of config and inputs>`: the same inputs and
+    config resume the same training; anything else starts a new one."""
+    key = hashlib.sha256(json.dumps([cfg.digest(), versions], sort_keys=True).encode()).hexdigest()[:12]
+    root = Path(cfg.train.run_root)
+    root = root if root.is_absolute() else project_dir() / root
+    return root / f"{stage}-{key}"
+
+
+def run_stage(
+    cfg: DapConfig,
+    store,
+    stage: str,
+    *,
+    pipeline_run: str = "",
+    run_dir: str | Path | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+    register: bool = True,
+):
+    """Train `stage` on its inputs from the store; publish the final model to `models/<stage>/`."""
+    from dap_model.training.trainer import train
+
+    inputs = stage_inputs(cfg, store, stage)
+    run_dir = Path(run_dir) if run_dir else default_run_dir(cfg, stage, inputs.data_versions)
+    result = train(
+        cfg, stage, inputs.sources, inputs.val_paths, run_dir,
+        pipeline_run=pipeline_run, data_versions=inputs.data_versions, init_from=inputs.init_from,
+        register=register, progress=progress, stop_after=stop_after,
+    )
+    if result.step == cfg.train.steps and result.checkpoint_hash:
+        final = result.checkpoint
+        store.put_file(final, model_key(stage))
+        store.put_file(final.with_suffix(".json"), f"models/{stage}/model.json")
+        store.put_file(final.parent / RESOLVED_CONFIG_NAME, f"models/{stage}/{RESOLVED_CONFIG_NAME}")
+    return result
