@@ -600,11 +600,17 @@ _GENERATORS = {"city": city, "rural": rural, "rooms": rooms, "corridor": corrido
                "calibration": calibration}
 
 
-def make_scene(kind: str, seed: int) -> Scene:
-    """Scene of `kind` (one of KINDS, or `indoor` / `outdoor` to pick one from the seed)."""
+def pick_kind(kind: str, seed: int) -> str:
+    """`indoor` / `outdoor` → one of their concrete kinds, chosen by the seed; others unchanged."""
     if kind in ("indoor", "outdoor"):
         choices = INDOOR_KINDS if kind == "indoor" else OUTDOOR_KINDS
-        kind = choices[derive_seed("pick", kind, seed) % len(choices)]
+        return choices[derive_seed("pick", kind, seed) % len(choices)]
+    return kind
+
+
+def make_scene(kind: str, seed: int) -> Scene:
+    """Scene of `kind` (one of KINDS, or `indoor` / `outdoor` to pick one from the seed)."""
+    kind = pick_kind(kind, seed)
     gen = _GENERATORS.get(kind)
     if gen is None:
         raise InputError(f"scene kind {kind!r}: expected one of {', '.join(KINDS + ('indoor', 'outdoor'))}")
