@@ -22,16 +22,25 @@ seam and over the poles.
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING
 
-from dap_model.geometry import rotate_erp
+if TYPE_CHECKING:
+    from torch import Tensor
 
-_M = torch.tensor([[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+_M = ((0.0, 1.0, 0.0), (-1.0, 0.0, 0.0), (0.0, 0.0, 1.0))  # ray' = M · ray
 
 
-def cassini_rays(hc: int, wc: int, dtype: torch.dtype = torch.float64) -> Tensor:
-    """Ray [Hc,Wc,3] at every Cassini pixel centre (module doc)."""
+def _m(t: "Tensor") -> "Tensor":
+    import torch
+
+    return torch.tensor(_M, device=t.device, dtype=t.dtype)
+
+
+def cassini_rays(hc: int, wc: int) -> "Tensor":
+    """Ray [Hc,Wc,3] (float64) at every Cassini pixel centre (module doc)."""
+    import torch
+
+    dtype = torch.float64
     alpha = (torch.arange(hc, dtype=dtype) + 0.5) / hc * (2 * torch.pi) - torch.pi  # [Hc]
     beta = (torch.arange(wc, dtype=dtype) + 0.5) / wc * torch.pi - torch.pi / 2  # [Wc]
     a, b = alpha[:, None], beta[None, :]
@@ -40,17 +49,21 @@ def cassini_rays(hc: int, wc: int, dtype: torch.dtype = torch.float64) -> Tensor
     )
 
 
-def cassini_to_erp(cassini: Tensor, mode: str = "bilinear") -> Tensor:
+def cassini_to_erp(cassini: "Tensor", mode: str = "bilinear") -> "Tensor":
     """Cassini [B,C,Hc,Wc] (Hc = 2 Wc) → ERP [B,C,Wc,2Wc]. Use mode="nearest" for depth."""
     if cassini.dim() != 4 or cassini.shape[-2] != 2 * cassini.shape[-1]:
         raise ValueError(f"cassini_to_erp: expected [B,C,Hc,Wc] with Hc = 2 Wc, got {tuple(cassini.shape)}")
+    from dap_model.geometry import rotate_erp
+
     t = cassini.transpose(-1, -2).flip(-1).contiguous()  # [B,C,Wc,Hc]: ERP in frame F'
-    return rotate_erp(t, _M.to(cassini.device, t.dtype), mode, allow_nan=True)
+    return rotate_erp(t, _m(t), mode, allow_nan=True)
 
 
-def erp_to_cassini(erp: Tensor, mode: str = "bilinear") -> Tensor:
+def erp_to_cassini(erp: "Tensor", mode: str = "bilinear") -> "Tensor":
     """ERP [B,C,H,2H] → Cassini [B,C,2H,H]; the inverse of `cassini_to_erp`."""
     if erp.dim() != 4 or erp.shape[-1] != 2 * erp.shape[-2]:
         raise ValueError(f"erp_to_cassini: expected [B,C,H,2H], got {tuple(erp.shape)}")
-    t = rotate_erp(erp, _M.T.to(erp.device, erp.dtype), mode, allow_nan=True)  # [B,C,H,2H] in F'
+    from dap_model.geometry import rotate_erp
+
+    t = rotate_erp(erp, _m(erp).T, mode, allow_nan=True)  # [B,C,H,2H] in F'
     return t.flip(-1).transpose(-1, -2).contiguous()

@@ -8,7 +8,6 @@ from pathlib import PurePosixPath
 from typing import Iterator
 
 import numpy as np
-import torch
 
 from dap_model.errors import InputError
 
@@ -83,6 +82,8 @@ class Deep360(PairedReader):
         hc, wc = depth_c.shape
         if hc != 2 * wc:
             raise InputError(f"{name}: {hc}x{wc} is not a Cassini panorama (height must be 2 x width)")
+        import torch
+
         rgb_t = torch.from_numpy(rgb_c).permute(2, 0, 1)[None].float()  # [1,3,Hc,Wc]
         rgb = cassini_to_erp(rgb_t, "bilinear")[0].round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
         depth = cassini_to_erp(torch.from_numpy(depth_c)[None, None], "nearest")[0, 0].numpy()  # [Wc,2Wc]
