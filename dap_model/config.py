@@ -132,7 +132,7 @@ class VideoConfig(Section):
     seam_tolerance: float = Field(
         0.5, gt=0, description="seam difference on a scale from neighbouring (0) to unrelated columns (1)"
     )
-    pole_max_variation: float = Field(0.15, gt=0, description="fine detail along pole rows / image std")
+    pole_max_variation: float = Field(1.0, gt=0, description="fine detail along pole rows / along ordinary rows")
     stereo_min_similarity: float = Field(0.8, gt=-1, le=1, description="NCC of the two eyes for stereo")
     aspect_tolerance: float = Field(0.03, gt=0, lt=0.5)
     shard_size: int = Field(64, ge=1, description="frames per tar shard")

@@ -23,7 +23,11 @@ import numpy as np
 from dap_model.errors import InputError
 
 SEARCH_DEG = 45.0
-HORIZ_W = 0.5
+HORIZ_W = 1.0
+EDGE_BLUR = 0.8
+EDGE_COH = 0.75
+EDGE_PCT = 50.0
+TENSOR_WIN = 5
 
 
 @dataclass(frozen=True)
@@ -64,12 +68,12 @@ def seam_ratio(g: np.ndarray) -> float:
 
     ~0 for a 360° ERP (the seam is just another pair of neighbours); ~1 or more when the left
     and right edges do not meet (not a full turn)."""
-    b = cv2.GaussianBlur(g, (3, 3), 0)  # [h,w]
+    b = cv2.GaussianBlur(g, (5, 5), 0)  # [h,w]
     w = b.shape[1]
     adj = float(np.abs(np.diff(b, axis=1)).mean())
     far = float(np.abs(b - np.roll(b, w // 2, axis=1)).mean())
     seam = float(np.abs(b[:, 0] - b[:, -1]).mean())
-    return (seam - adj) / max(far - adj, 2.0)
+    return (seam - adj) / max(far - adj, 6.0)
 
 
 def _fine_detail(rows: np.ndarray, sigma: float) -> np.ndarray:
@@ -100,7 +104,7 @@ def pole_ratio(g: np.ndarray, pole_rows: np.ndarray | None = None) -> float:
 def _line_normals(g: np.ndarray, max_samples: int = 3000) -> tuple[np.ndarray, np.ndarray]:
     """Great-circle normals of line-like edges and their weights: ([N,3] float32, [N] float32)."""
     h, w = g.shape
-    b = cv2.GaussianBlur(g, (0, 0), sigmaX=0.8)
+    b = cv2.GaussianBlur(g, (0, 0), sigmaX=EDGE_BLUR)
     gx = cv2.Sobel(b, cv2.CV_32F, 1, 0, ksize=3)  # [h,w]
     gy = cv2.Sobel(b, cv2.CV_32F, 0, 1, ksize=3)
     lat = (np.pi / 2 - (np.arange(h, dtype=np.float32) + 0.5) / h * np.pi)[:, None]  # [h,1]
@@ -108,7 +112,7 @@ def _line_normals(g: np.ndarray, max_samples: int = 3000) -> tuple[np.ndarray, n
     coslat = np.cos(lat)
     a = gx / np.maximum(coslat, 0.05)  # gradient along e_lon (per radian of arc)
     c = -gy  # along e_lat
-    k = (5, 5)
+    k = (TENSOR_WIN, TENSOR_WIN)
     j11 = cv2.boxFilter(a * a, -1, k)
     j22 = cv2.boxFilter(c * c, -1, k)
     j12 = cv2.boxFilter(a * c, -1, k)
@@ -117,10 +121,10 @@ def _line_normals(g: np.ndarray, max_samples: int = 3000) -> tuple[np.ndarray, n
     theta = 0.5 * np.arctan2(2 * j12, j11 - j22)  # dominant gradient direction in (e_lon, e_lat)
     mag = np.sqrt(a * a + c * c)
     band = np.abs(lat) < np.deg2rad(72.0)
-    strength = mag * (coh > 0.75) * band
+    strength = mag * (coh > EDGE_COH) * band
     if not np.any(strength > 0):
         return np.zeros((0, 3), np.float32), np.zeros(0, np.float32)
-    thr = max(float(np.percentile(strength[strength > 0], 50)), 4.0)
+    thr = max(float(np.percentile(strength[strength > 0], EDGE_PCT)), 4.0)
     vv, uu = np.nonzero(strength > thr)
     if vv.size == 0:
         return np.zeros((0, 3), np.float32), np.zeros(0, np.float32)
@@ -135,7 +139,11 @@ def _line_normals(g: np.ndarray, max_samples: int = 3000) -> tuple[np.ndarray, n
     e_lat = np.stack([-sl * so, cl, -sl * co], axis=1)
     n = ct[:, None] * e_lon + st[:, None] * e_lat  # [N,3] unit
     wgt = np.minimum(strength[vv, uu], 4 * thr) * coh[vv, uu] * cl  # cos(lat): area on the sphere
-    return n.astype(np.float32), wgt.astype(np.float32)
+    # Edges running within 45° of the image vertical may carry vertical world lines (a camera
+    # tilted up to ~45° keeps them there); the others may carry horizontal ones. Keeping the
+    # two apart stops floor/ceiling boundaries (normals ~35° from up) from voting as verticals.
+    vert = np.abs(ct) > np.abs(st)
+    return n.astype(np.float32), np.where(vert, wgt, -wgt).astype(np.float32)
 
 
 def _candidates(search_deg: float, step_deg: float) -> np.ndarray:
@@ -163,11 +171,13 @@ def _local_candidates(v: np.ndarray, radius_deg: float, step_deg: float) -> np.n
 
 
 def _score(n: np.ndarray, w: np.ndarray, cands: np.ndarray, sigma: float) -> np.ndarray:
-    """Vote of every edge for every candidate up direction: [M]."""
+    """Vote of every edge for every candidate up direction: [M]. w > 0: vertical-ish edges
+    (vote when their normal is ⟂ the candidate), w < 0: horizontal-ish (vote when parallel)."""
     d = np.abs(n @ cands.T)  # [N,M] |cos|
-    vert = np.maximum(0.0, 1.0 - (d * d) * (1.0 / (sigma * sigma)))  # normal on the great circle ⟂ candidate
-    horiz = np.maximum(0.0, 1.0 - (1.0 - d) * (2.0 / (sigma * sigma)))  # normal near the candidate itself
-    return w @ (vert + HORIZ_W * horiz)  # [M]
+    wv, wh = np.maximum(w, 0), np.maximum(-w, 0)
+    vert = np.maximum(0.0, 1.0 - (d * d) * (1.0 / (sigma * sigma)))
+    horiz = np.maximum(0.0, 1.0 - (1.0 - d) * (2.0 / (sigma * sigma)))
+    return wv @ vert + HORIZ_W * (wh @ horiz)  # [M]
 
 
 def estimate_up(g: np.ndarray, search_deg: float = SEARCH_DEG) -> tuple[np.ndarray, float, int]:
@@ -183,7 +193,7 @@ def estimate_up(g: np.ndarray, search_deg: float = SEARCH_DEG) -> tuple[np.ndarr
     v = fine[int(np.argmax(_score(n, w, fine, sigma)))]
     for tol in (3.0, 2.0, 1.5):
         d = n @ v
-        inl = np.abs(d) < math.sin(math.radians(tol))
+        inl = (np.abs(d) < math.sin(math.radians(tol))) & (w > 0)
         if inl.sum() < 10:
             break
         m = (n[inl] * w[inl, None]).T @ n[inl]  # [3,3]
@@ -191,8 +201,9 @@ def estimate_up(g: np.ndarray, search_deg: float = SEARCH_DEG) -> tuple[np.ndarr
         cand = evecs[:, 0].astype(np.float32)
         v = cand if cand[1] >= 0 else -cand
     d = n @ v
-    on = (np.abs(d) < math.sin(math.radians(2.0))) | (np.abs(d) > math.cos(math.radians(2.0)))
-    conf = float(w[on].sum() / (w.sum() + 1e-9))
+    aw = np.abs(w)
+    on = ((np.abs(d) < math.sin(math.radians(2.0))) & (w > 0)) | ((np.abs(d) > math.cos(math.radians(2.0))) & (w < 0))
+    conf = float(aw[on].sum() / (aw.sum() + 1e-9))
     return v / np.linalg.norm(v), conf, int(n.shape[0])
 
 
