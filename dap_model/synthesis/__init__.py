@@ -3,7 +3,7 @@
 Backends (registry): `builtin` (the simulator's indoor scenes in the web look; depth kept aside
 as withheld ground truth) and `dit360` (FLUX.1-dev + the DiT-360 LoRA)."""
 
-from dap_model.synthesis import dit360  # noqa: F401  (register the backends)
+from dap_model.synthesis import builtin, dit360  # noqa: F401  (register the backends)
 from dap_model.synthesis.base import (
     SynthImage,
     Synthesizer,

@@ -1,34 +1,35 @@
-"""Enclosure / sky features of an equirectangular panorama, for the `builtin` tagger.
+"""Enclosure / structure features of an equirectangular panorama, for the `builtin` tagger.
 
-An indoor ERP is enclosed above the horizon: a ceiling at the zenith (neutral or lamp-lit, not
-sky-coloured) and a wall/ceiling boundary crossing nearly every column in the upper band. An
-outdoor ERP has sky there: smooth, bright, bluish or white, with structure only near the horizon.
-Every feature is a plain statistic of the image (definitions below); the tagger combines them
-with a logistic model whose numbers live in `builtin_coefficients.json`."""
+An indoor ERP is enclosed: surfaces at a few metres in every direction, so strong edges (wall,
+ceiling and floor boundaries, furniture, doors) cross most columns above and below the horizon,
+and the band just below the horizon varies strongly with longitude. An outdoor ERP has open sky
+above (smooth, few edges) and a far, uniform ground band. All features are computed on luma
+normalised per image (zero mean, unit variance), so they do not depend on exposure, white balance
+or palette; the tagger combines them with a logistic model whose numbers live in
+`builtin_coefficients.json`."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-# latitude bands in degrees (ERP: lat = 90 − (v + 0.5)/H · 180)
-ZENITH_MIN_LAT = 55.0
-UPPER_BAND = (5.0, 85.0)
-LOWER_MAX_LAT = -10.0
-EDGE_REL = 0.08  # a column "has a boundary" where |∂luma/∂v| exceeds this (luma in [0, 1])
-SMOOTH_MAX = 0.02  # sky-like pixel: local luma std below this ...
-BRIGHT_MIN = 0.35  # ... luma above this ...
-BLUE_MIN = -0.02  # ... and b − r chromaticity above this (blue or white, not warm/green)
+UPPER = (30.0, 85.0)  # latitude bands in degrees (ERP: lat = 90 − (v + 0.5)/H · 180)
+LOWER = (-85.0, -30.0)
+BELOW_HORIZON = (-30.0, -10.0)
+ZENITH_MIN_LAT = 60.0
+BANDS = ((60, 90), (30, 60), (10, 30), (-10, 10), (-30, -10), (-60, -30), (-90, -60))
+EDGE_MIN = 0.03  # a "strong edge" exceeds max(EDGE_MIN, 90th percentile of the image's gradient)
 
 FEATURES = (
-    "zenith_luma_minus_lower",  # mean luma, zenith cap − lower hemisphere
-    "zenith_blue",  # mean (b − r) chromaticity in the zenith cap
-    "zenith_green",  # mean (g − (r + b)/2) chromaticity in the zenith cap
-    "zenith_texture",  # mean |∇luma| in the zenith cap
-    "upper_texture",  # mean |∇luma| in the upper band
-    "upper_enclosure",  # fraction of columns with a strong vertical edge in the upper band
-    "upper_sky_fraction",  # fraction of upper-hemisphere pixels that are smooth, bright, blue/white
-)
+    "log_edge_ratio_up_down",  # log((upper strong-edge density + .01) / (lower + .01)), cos-lat weighted
+    "upper_enclosure",  # fraction of columns with a strong edge in the upper band
+    "lower_enclosure",  # fraction of columns with a strong edge in the lower band
+    "upper_vertical_enclosure",  # same with vertical steps only (horizontal boundaries)
+    "zenith_rel_std",  # luma std in the zenith cap / whole-image luma std
+    "below_horizon_lon_std",  # std over longitude of the column means just below the horizon / image std
+    "upper_edge_density",
+    "lower_edge_density",
+) + tuple(f"{kind}@{lo}..{hi}" for lo, hi in BANDS for kind in ("vgrad", "hgrad", "lonstd"))
 
 
 def resize_erp(img: np.ndarray, height: int) -> np.ndarray:
@@ -38,42 +39,47 @@ def resize_erp(img: np.ndarray, height: int) -> np.ndarray:
     return out.astype(np.float32) / 255.0
 
 
-def _lat(h: int) -> np.ndarray:
-    return 90.0 - (np.arange(h) + 0.5) / h * 180.0  # [H] degrees
+def _between(lat: np.ndarray, band: tuple[float, float]) -> np.ndarray:
+    return (lat > band[0]) & (lat < band[1])
 
 
-def erp_features(img: np.ndarray, height: int = 128) -> np.ndarray:
+def erp_features(img: np.ndarray, height: int = 64) -> np.ndarray:
     """uint8 [H,W,3] → float64 [len(FEATURES)]."""
     x = resize_erp(img, height)  # [h,2h,3]
-    r, g, b = x[..., 0], x[..., 1], x[..., 2]
-    luma = 0.299 * r + 0.587 * g + 0.114 * b  # [h,2h]
-    s = r + g + b + 1e-3
-    blue = (b - r) / s * 3.0  # chromaticity differences, ≈[-1, 1]
-    green = (g - 0.5 * (r + b)) / s * 3.0
-    gv = np.abs(np.diff(luma, axis=0, append=luma[-1:]))  # [h,2h] vertical step
-    gh = np.abs(np.diff(luma, axis=1, append=luma[:, :1]))  # [h,2h] horizontal step (wraps)
-    grad = gv + gh
-    mean = cv2.blur(luma, (5, 5), borderType=cv2.BORDER_REFLECT)
-    sq = cv2.blur(luma * luma, (5, 5), borderType=cv2.BORDER_REFLECT)
-    local_std = np.sqrt(np.maximum(sq - mean * mean, 0.0))
+    luma = 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]  # [h,2h]
+    sm = cv2.GaussianBlur(luma, (0, 0), 0.8)
+    gv = np.abs(np.diff(sm, axis=0, append=sm[-1:]))  # [h,2h] vertical step
+    gh = np.abs(np.diff(sm, axis=1, append=sm[:, :1]))  # [h,2h] horizontal step (wraps)
+    grad = np.maximum(gv, gh)
+    thr = max(EDGE_MIN, float(np.percentile(grad, 90)))
+    strong = grad > thr
+    lat = 90.0 - (np.arange(height) + 0.5) / height * 180.0  # [h]
+    cos = np.cos(np.radians(lat))[:, None]  # [h,1] solid-angle weight
+    up, dn = _between(lat, UPPER), _between(lat, LOWER)
+    density_up = float((strong[up] * cos[up]).sum() / (cos[up].sum() * strong.shape[1]))
+    density_dn = float((strong[dn] * cos[dn]).sum() / (cos[dn].sum() * strong.shape[1]))
+    std = float(luma.std()) + 1e-3
+    below = luma[_between(lat, BELOW_HORIZON)].mean(0)  # [2h]
 
-    lat = _lat(x.shape[0])
-    zen = lat >= ZENITH_MIN_LAT
-    upper = (lat >= UPPER_BAND[0]) & (lat <= UPPER_BAND[1])
-    lower = lat <= LOWER_MAX_LAT
-    above = lat > 0
-
-    col_edge = gv[upper].max(axis=0)  # [2h] strongest vertical step per column in the upper band
-    sky = (local_std[above] < SMOOTH_MAX) & (luma[above] > BRIGHT_MIN) & (blue[above] > BLUE_MIN)
+    z = (luma - luma.mean()) / std  # per-image normalised luma
+    zs = cv2.GaussianBlur(z, (0, 0), 0.8)
+    zgv = np.abs(np.diff(zs, axis=0, append=zs[-1:]))
+    zgh = np.abs(np.diff(zs, axis=1, append=zs[:, :1]))
+    bands = []
+    for lo, hi in BANDS:
+        m = (lat > lo) & (lat <= hi)
+        bands += [zgv[m].mean(), zgh[m].mean(), zs[m].mean(0).std()]
     return np.array(
         [
-            luma[zen].mean() - luma[lower].mean(),
-            blue[zen].mean(),
-            green[zen].mean(),
-            grad[zen].mean(),
-            grad[upper].mean(),
-            (col_edge > EDGE_REL).mean(),
-            sky.mean(),
+            np.log((density_up + 0.01) / (density_dn + 0.01)),
+            strong[up].any(0).mean(),
+            strong[dn].any(0).mean(),
+            (gv[up] > thr).any(0).mean(),
+            luma[lat > ZENITH_MIN_LAT].std() / std,
+            below.std() / std,
+            density_up,
+            density_dn,
+            *bands,
         ],
         dtype=np.float64,
     )

@@ -1,0 +1,199 @@
+"""The unlabeled pool: every accepted web frame and every synthesised panorama, with its scene
+tag (indoor/outdoor), source (web/synth) and where it lives (shard store key + sample key).
+
+    tags = tag_sources(store, get_tagger(cfg.tagging))     # one row per image, failures included
+    pool = build_pool(tags)                               # the ok rows → domain
+    write_pool(store, pool); load_pool_manifest(store); iter_pool(store) → (row, Sample)
+
+Downstream (pseudo-labelling) reads images by (shard, key) through `iter_pool`."""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from pathlib import PurePosixPath
+from typing import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+from dap_model.data.shards import Sample, iter_shard
+from dap_model.errors import InputError
+
+WEB_FRAMES_PREFIX = "web/frames"
+TAGS_KEY = "pool/scene_tags.parquet"
+POOL_KEY = "pool/manifest.parquet"
+SOURCES = ("web", "synth")
+DOMAINS = ("indoor", "outdoor")
+
+_COMMON = {
+    "key": pa.Column(str, pa.Check.str_matches(r"^[A-Za-z0-9_\-]+$")),
+    "shard": pa.Column(str, pa.Check.str_length(min_value=1)),
+    "source": pa.Column(str, pa.Check.isin(SOURCES)),
+    "origin": pa.Column(str),  # video id (web) or synthesis backend (synth)
+    "confidence": pa.Column(float, pa.Check.in_range(0.0, 1.0)),
+    "tagger": pa.Column(str),
+}
+TAGS_SCHEMA = pa.DataFrameSchema(
+    {
+        **_COMMON,
+        "scene": pa.Column(str, pa.Check.isin(DOMAINS), nullable=True),
+        "ok": pa.Column(bool),
+        "reason": pa.Column(str),
+    },
+    checks=[pa.Check(lambda df: (df["ok"] == df["scene"].notna()).all(), error="ok iff a scene is set")],
+    strict=True,
+    unique=["shard", "key"],
+    name="scene tags",
+)
+POOL_SCHEMA = pa.DataFrameSchema(
+    {**_COMMON, "domain": pa.Column(str, pa.Check.isin(DOMAINS))},
+    checks=[pa.Check(lambda df: (df["confidence"] >= 0.5).all(), error="a tag's confidence is >= 0.5")],
+    strict=True,
+    unique=["shard", "key"],
+    name="unlabeled pool",
+)
+
+
+def _validate(schema: pa.DataFrameSchema, df: pd.DataFrame, name: str) -> pd.DataFrame:
+    try:
+        return schema.validate(df, lazy=True)
+    except pa.errors.SchemaErrors as err:
+        cases = err.failure_cases[["column", "check", "failure_case"]].head(5).to_dict("records")
+        raise InputError(f"{name}: {len(err.failure_cases)} problem(s), e.g. {cases}") from None
+
+
+def web_frame_items(store) -> pd.DataFrame:
+    """Accepted web frames from every per-video manifest (`web/frames/<video_id>/*.parquet`)
+    → [key, shard, source, origin]. A manifest's `shard` is a store key when it contains '/',
+    else a file name beside the manifest."""
+    from dap_model.video.frames import validate_frames_manifest
+
+    parts = []
+    for mkey in store.list(WEB_FRAMES_PREFIX):
+        if not mkey.endswith(".parquet"):
+            continue
+        df = validate_frames_manifest(pd.read_parquet(io.BytesIO(store.get_bytes(mkey))), store.uri(mkey))
+        df = df[df["accepted"]]
+        folder = str(PurePosixPath(mkey).parent)
+        shard = [s if "/" in s else f"{folder}/{s}" for s in df["shard"]]
+        parts.append(pd.DataFrame({"key": df["key"].astype(str).values, "shard": shard, "source": "web",
+                                   "origin": df["video_id"].astype(str).values}))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["key", "shard", "source", "origin"])
+
+
+def synth_items(store) -> pd.DataFrame:
+    from dap_model.synthesis.store import MANIFEST_KEY, load_synth_manifest
+
+    if not store.exists(MANIFEST_KEY):
+        return pd.DataFrame(columns=["key", "shard", "source", "origin"])
+    m = load_synth_manifest(store)
+    return pd.DataFrame({"key": m["key"].values, "shard": m["shard"].values, "source": "synth",
+                         "origin": m["backend"].values})
+
+
+def _load_shard(store, shard: str, keys: list[str]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """({key: rgb}, {key: reason}) — a corrupt sample fails alone, a missing shard fails all."""
+    from dap_model.errors import StorageError
+
+    try:
+        path = store.fetch(shard)
+    except (InputError, StorageError) as err:
+        return {}, {k: f"unreadable shard: {err}" for k in keys}
+    try:
+        return {s.key: s.rgb for s in iter_shard(path, keys)}, {}
+    except InputError:
+        pass
+    imgs, why = {}, {}
+    for k in keys:  # isolate the bad sample(s)
+        try:
+            imgs.update({s.key: s.rgb for s in iter_shard(path, [k])})
+        except InputError as err:
+            why[k] = f"unreadable sample: {err}"
+    return imgs, why
+
+
+def tag_items(store, items: pd.DataFrame, tagger, progress: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """Tag the images listed in `items` [key, shard, source, origin], shard by shard. An image
+    that cannot be read (missing shard, corrupt PNG, key not in its shard) is a failed row."""
+    rows = []
+    for n, (shard, group) in enumerate(items.groupby("shard", sort=True)):
+        keys = list(group["key"])
+        imgs, why = _load_shard(store, shard, keys)
+        results = tagger.tag([imgs.get(k) for k in keys])
+        for rec, res in zip(group.to_dict("records"), results):
+            reason = res.reason
+            if not res.ok and rec["key"] not in imgs:
+                reason = why.get(rec["key"]) or f"sample {rec['key']!r} missing from {shard}"
+            rows.append({**rec, "scene": res.scene, "confidence": float(res.confidence), "ok": bool(res.ok),
+                         "reason": reason, "tagger": tagger.name})
+        if progress:
+            progress(f"tagged shard {n + 1}: {shard} ({len(keys)} images)")
+    cols = list(TAGS_SCHEMA.columns)
+    df = pd.DataFrame(rows, columns=cols).astype({"confidence": float, "ok": bool})
+    df["scene"] = df["scene"].astype(object).where(df["scene"].notna(), None)
+    return _validate(TAGS_SCHEMA, df, "scene tags")
+
+
+def tag_sources(store, tagger, progress: Callable[[str], None] | None = None) -> pd.DataFrame:
+    items = pd.concat([web_frame_items(store), synth_items(store)], ignore_index=True)
+    return tag_items(store, items, tagger, progress)
+
+
+def build_pool(tags: pd.DataFrame) -> pd.DataFrame:
+    ok = tags[tags["ok"]]
+    pool = pd.DataFrame({
+        "key": ok["key"].values, "shard": ok["shard"].values, "source": ok["source"].values,
+        "origin": ok["origin"].values, "domain": ok["scene"].astype(str).values,
+        "confidence": ok["confidence"].astype(float).values, "tagger": ok["tagger"].values,
+    })
+    return _validate(POOL_SCHEMA, pool, "unlabeled pool")
+
+
+def pool_counts(pool: pd.DataFrame) -> dict[str, int]:
+    """{"indoor/web": n, "outdoor/synth": n, ...} (every combination, zeros included)."""
+    c = Counter(zip(pool["domain"], pool["source"]))
+    return {f"{d}/{s}": int(c.get((d, s), 0)) for d in DOMAINS for s in SOURCES}
+
+
+def _put_parquet(store, key: str, df: pd.DataFrame) -> str:
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    return store.put_bytes(key, buf.getvalue())
+
+
+def write_tags(store, tags: pd.DataFrame) -> str:
+    return _put_parquet(store, TAGS_KEY, _validate(TAGS_SCHEMA, tags, "scene tags"))
+
+
+def load_tags(store) -> pd.DataFrame:
+    if not store.exists(TAGS_KEY):
+        raise InputError(f"{store.uri(TAGS_KEY)}: no scene tags; materialise scene_tags first")
+    return _validate(TAGS_SCHEMA, pd.read_parquet(io.BytesIO(store.get_bytes(TAGS_KEY))), store.uri(TAGS_KEY))
+
+
+def write_pool(store, pool: pd.DataFrame) -> str:
+    return _put_parquet(store, POOL_KEY, _validate(POOL_SCHEMA, pool, "unlabeled pool"))
+
+
+def load_pool_manifest(store) -> pd.DataFrame:
+    if not store.exists(POOL_KEY):
+        raise InputError(f"{store.uri(POOL_KEY)}: no pool manifest; materialise unlabeled_pool first")
+    df = pd.read_parquet(io.BytesIO(store.get_bytes(POOL_KEY)))
+    return _validate(POOL_SCHEMA, df, store.uri(POOL_KEY))
+
+
+def iter_pool(store, manifest: pd.DataFrame | None = None) -> Iterator[tuple[dict, Sample]]:
+    """(row, Sample) for every pool row, shard by shard (each shard fetched once)."""
+    m = load_pool_manifest(store) if manifest is None else manifest
+    for shard, group in m.groupby("shard", sort=True):
+        rows = {r["key"]: r for r in group.to_dict("records")}
+        path = store.fetch(shard)
+        seen = set()
+        for sample in iter_shard(path, rows):
+            seen.add(sample.key)
+            yield rows[sample.key], sample
+        missing = set(rows) - seen
+        if missing:
+            raise InputError(f"{store.uri(shard)}: pool keys missing from the shard: {sorted(missing)[:5]}")
