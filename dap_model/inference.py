@@ -1,0 +1,243 @@
+"""Inference: resolve a checkpoint (file, folder or MLflow model URI), predict metric depth for
+ERP images, colourise it, write a coloured point cloud.
+
+Resolution: the input is resized (bilinear, horizontally periodic) to h × 2h, h = `eval.height`
+(0 = `train.height`) rounded to the backbone's patch size; the prediction [B,1,h,2h] goes back
+to the input / ground-truth size with `eval.upsample`:
+- `bilinear_valid`: bilinear (periodic across the seam) of depth·valid and of valid, divided,
+  where the interpolated validity is ≥ 0.5; elsewhere 0 (invalid). Invalid (0 = sky / beyond
+  range) predictions never blend into valid ones.
+- `nearest`: nearest neighbour.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from dap_model.config import DapConfig, project_dir
+from dap_model.errors import InputError
+from dap_model.io import atomic_path
+
+MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
+CHECKPOINT_SUFFIX = ".safetensors"
+
+
+def is_mlflow_uri(spec: str) -> bool:
+    return str(spec).startswith(MLFLOW_SCHEMES)
+
+
+def _find_checkpoint(folder: Path, spec: str) -> Path:
+    found = sorted(folder.rglob(f"*{CHECKPOINT_SUFFIX}"))
+    if not found:
+        raise InputError(f"{spec}: no {CHECKPOINT_SUFFIX} checkpoint in it")
+    named = [f for f in found if f.name == "model.safetensors"]
+    if len(named) == 1:
+        return named[0]
+    if len(found) == 1:
+        return found[0]
+    raise InputError(f"{spec}: several checkpoints ({', '.join(f.name for f in found)}); name one file")
+
+
+def load_checkpoint(spec: str, cfg: DapConfig, device: str | torch.device = "cpu"):
+    """A `DapModel` from a `.safetensors` file, a folder holding one, or an MLflow URI
+    (`models:/dap-depth@champion`, `models:/dap-depth/3`, `runs:/<id>/model`).
+
+    MLflow: only the safetensors checkpoint that the trainer logs beside the model
+    (`<model>/extra_files/model.safetensors`) is downloaded and loaded; the pickled/exported
+    MLflow flavour is never loaded."""
+    from dap_model.models import load_model
+
+    spec = str(spec)
+    if not is_mlflow_uri(spec):
+        path = Path(spec).expanduser()
+        if not path.exists():
+            raise InputError(f"{path}: checkpoint not found")
+        file = path if path.is_file() else _find_checkpoint(path, str(path))
+        return load_model(file, map_location=device).eval()
+
+    import mlflow
+
+    from dap_model.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(cfg.mlflow)
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+        raise InputError(f"{spec}: no MLflow tracking store at {uri} (set MLFLOW_TRACKING_URI or mlflow.tracking_uri)")
+    mlflow.set_tracking_uri(uri)
+    cache = project_dir() / ".cache" / "checkpoints"
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="ckpt-", dir=cache))
+    try:
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=spec.rstrip("/") + "/extra_files", dst_path=str(tmp)))
+        except Exception:
+            try:
+                local = Path(mlflow.artifacts.download_artifacts(artifact_uri=spec, dst_path=str(tmp)))
+            except Exception as err:
+                msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+                raise InputError(f"{spec}: cannot be resolved in the MLflow store {uri} ({msg})") from None
+        file = _find_checkpoint(local, spec)
+        return load_model(file, map_location=device).eval()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def inference_height(cfg: DapConfig, patch_size: int) -> int:
+    h = cfg.eval.height or cfg.train.height
+    return max(patch_size, int(round(h / patch_size)) * patch_size)
+
+
+def periodic_resize(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear (align_corners=False) resize of ERP x [B,C,h,w] to size, wrapping across the seam."""
+    from dap_model.models.dpt import wrap_resize
+
+    return wrap_resize(x, size, circular=True)
+
+
+def resize_depth(depth: Tensor, size: tuple[int, int], mode: str = "bilinear_valid") -> Tensor:
+    """depth [B,1,h,w] metres (0 = invalid) → [B,1,H,W] (see module doc for the modes)."""
+    if tuple(depth.shape[-2:]) == tuple(size):
+        return depth
+    if mode == "nearest":
+        return torch.nn.functional.interpolate(depth, size=size, mode="nearest")
+    if mode != "bilinear_valid":
+        raise InputError(f"unknown upsample mode {mode!r}; use bilinear_valid or nearest")
+    valid = (torch.isfinite(depth) & (depth > 0)).to(depth.dtype)  # [B,1,h,w]
+    num = periodic_resize(torch.nan_to_num(depth) * valid, size)  # [B,1,H,W]
+    den = periodic_resize(valid, size)
+    keep = den >= 0.5
+    return torch.where(keep, num / den.clamp_min(1e-6), torch.zeros_like(num))
+
+
+def to_input(rgbs: Sequence[np.ndarray], size: tuple[int, int]) -> Tensor:
+    """uint8 RGB images [H_i,W_i,3] → float [B,3,h,w] in [0,1] at `size` (periodic bilinear)."""
+    out = []
+    for rgb in rgbs:
+        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255.0  # [1,3,H,W]
+        out.append(periodic_resize(x, size))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def predict_batch(model, rgbs: Sequence[np.ndarray], height: int, out_sizes: Sequence[tuple[int, int]],
+                  upsample: str, device: torch.device) -> list[np.ndarray]:
+    """Metric depth [H_i,W_i] float32 (0 = invalid) for each RGB, at `out_sizes`."""
+    x = to_input(rgbs, (height, 2 * height)).to(device)  # [B,3,h,2h]
+    pred = model.predict(x).float().cpu()  # [B,1,h,2h]
+    return [resize_depth(pred[i : i + 1], size, upsample)[0, 0].numpy().astype(np.float32)
+            for i, size in enumerate(out_sizes)]
+
+
+def colourise(depth: np.ndarray, cmap: str = "Spectral", vmax: float = 0.0) -> np.ndarray:
+    """[H,W] metres → [H,W,3] uint8 with a matplotlib colormap (near = the colormap's start,
+    `vmax` = its end; 0 = the 99th percentile of valid depth); invalid (≤ 0, non-finite) black."""
+    import matplotlib
+
+    valid = np.isfinite(depth) & (depth > 0)
+    if vmax <= 0:
+        vmax = float(np.percentile(depth[valid], 99)) if valid.any() else 1.0
+    norm = np.clip(np.where(valid, depth, 0) / max(vmax, 1e-6), 0, 1)
+    rgb = (matplotlib.colormaps[cmap](norm)[..., :3] * 255).round().astype(np.uint8)
+    rgb[~valid] = 0
+    return rgb
+
+
+def point_cloud(depth: np.ndarray, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ERP depth [H,W] + RGB [H,W,3] → valid points [N,3] float32 (x right, y up, z forward) and
+    colours [N,3] uint8, via `geometry.depth_to_points`."""
+    from dap_model.geometry import depth_to_points
+
+    d = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))[None, None]  # [1,1,H,W]
+    pts, valid = depth_to_points(d, return_mask=True)  # [1,3,H,W], [1,1,H,W]
+    m = valid[0, 0].numpy()
+    return pts[0].permute(1, 2, 0).numpy()[m], rgb[m]
+
+
+def write_ply(path: str | Path, points: np.ndarray, colours: np.ndarray) -> Path:
+    """Binary little-endian PLY with float x, y, z and uchar red, green, blue (plyfile), atomic."""
+    from plyfile import PlyData, PlyElement
+
+    vertex = np.empty(len(points), dtype=[("x", "f4"), ("y", "f4"), ("z", "f4"),
+                                          ("red", "u1"), ("green", "u1"), ("blue", "u1")])
+    vertex["x"], vertex["y"], vertex["z"] = points[:, 0], points[:, 1], points[:, 2]
+    vertex["red"], vertex["green"], vertex["blue"] = colours[:, 0], colours[:, 1], colours[:, 2]
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        PlyData([PlyElement.describe(vertex, "vertex")], text=False).write(str(tmp))
+    return path
+
+
+def save_npy(path: str | Path, arr: np.ndarray) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, arr, allow_pickle=False)
+    return path
+
+
+def save_png(path: str | Path, rgb: np.ndarray) -> Path:
+    from dap_model.data.shards import encode_png
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(encode_png(rgb))
+    return path
+
+
+def read_image(path: Path) -> np.ndarray:
+    from dap_model.benchmarks._files import decode_rgb
+
+    if not path.is_file():
+        raise InputError(f"{path}: no such image")
+    return decode_rgb(path.read_bytes(), str(path))
+
+
+def predict_files(model, images: Sequence[str | Path], out_dir: str | Path, cfg: DapConfig,
+                  ply: bool = False, device: torch.device | None = None) -> list[dict[str, str]]:
+    """For each ERP image write `<stem>_depth.npy` (metres, input resolution), `<stem>_depth.png`
+    (colourised) and with `ply` `<stem>.ply`. Every image is read and checked first, so a bad
+    input leaves nothing written. Returns the written paths per image."""
+    device = device or pick_device(cfg.eval.device)
+    paths = [Path(p) for p in images]
+    stems = [p.stem for p in paths]
+    dup = sorted({s for s in stems if stems.count(s) > 1})
+    if dup:
+        raise InputError(f"several inputs share the stem {dup[0]!r}; outputs would overwrite each other")
+    rgbs = []
+    for p in paths:
+        rgb = read_image(p)
+        h, w = rgb.shape[:2]
+        if w != 2 * h:
+            raise InputError(f"{p}: {h}x{w} is not an equirectangular panorama (width must be 2 x height)")
+        rgbs.append(rgb)
+    height = inference_height(cfg, model.patch_size)
+    out = Path(out_dir)
+    written = []
+    bs = cfg.eval.batch_size
+    for i in range(0, len(paths), bs):
+        chunk = rgbs[i : i + bs]
+        preds = predict_batch(model, chunk, height, [r.shape[:2] for r in chunk], cfg.eval.upsample, device)
+        for p, rgb, depth in zip(paths[i : i + bs], chunk, preds):
+            rec = {
+                "image": str(p),
+                "depth_npy": str(save_npy(out / f"{p.stem}_depth.npy", depth)),
+                "depth_png": str(save_png(out / f"{p.stem}_depth.png",
+                                          colourise(depth, cfg.eval.colormap, cfg.eval.colour_max_m))),
+            }
+            if ply:
+                pts, cols = point_cloud(depth, rgb)
+                rec["ply"] = str(write_ply(out / f"{p.stem}.ply", pts, cols))
+            written.append(rec)
+    return written
