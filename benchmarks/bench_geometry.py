@@ -1,0 +1,137 @@
+"""Benchmark dap_model.geometry against py360convert on the CPU.
+
+    python benchmarks/bench_geometry.py [--repeat 15] [--threads 2] [--height 1024] [--face-w 512]
+
+Both libraries get the same 1024×2048 float32 RGB panorama (an HWC array; ours reads it through a
+zero-copy channels-last [1,3,H,W] view) and the same number of threads; both cache their sampling
+grids, and one warm-up call each fills the caches. Calls are interleaved round by round so that
+load from other processes hits both alike; the table shows the median (and min) of the rounds.
+Results also go to benchmarks/results/geometry.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dap_model.geometry import cube_to_erp, erp_rays, erp_to_cube, erp_to_perspective  # noqa: E402
+
+
+def panorama(h: int) -> np.ndarray:
+    """Smooth RGB [H,2H,3] float32 panorama built from the ray directions."""
+    x, y, z = erp_rays(h, 2 * h, dtype=torch.float64).unbind(-1)
+    img = torch.stack((0.5 + 0.3 * x, 0.5 + 0.2 * torch.sin(2 * y + z), 0.5 + 0.25 * x * z), -1)
+    return img.float().numpy()
+
+
+def run_rounds(cases: dict, repeat: int) -> dict:
+    for fn in cases.values():
+        fn()  # warm-up: grids cached on both sides
+    times = {k: [] for k in cases}
+    for _ in range(repeat):
+        for k, fn in cases.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: {"median_ms": 1e3 * statistics.median(v), "min_ms": 1e3 * min(v)} for k, v in times.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=15)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--height", type=int, default=1024)
+    ap.add_argument("--face-w", type=int, default=512)
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "geometry.json"))
+    args = ap.parse_args()
+
+    import cv2
+    import py360convert
+
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)
+    h, w, fw = args.height, 2 * args.height, args.face_w
+    img = panorama(h)  # [H,W,3] float32
+    erp_cl = torch.from_numpy(img).permute(2, 0, 1)[None]  # [1,3,H,W] channels-last view, no copy
+    erp = erp_cl.contiguous()  # [1,3,H,W] NCHW
+    cube = erp_to_cube(erp, fw)  # [1,6,3,fw,fw]
+    cube_list = list(cube[0].permute(0, 2, 3, 1).contiguous().numpy())
+    load_before = os.getloadavg()
+
+    cases = {
+        "py360convert.e2c": lambda: py360convert.e2c(img, fw, cube_format="list"),
+        "erp_to_cube (HWC view)": lambda: erp_to_cube(erp_cl, fw),
+        "erp_to_cube (NCHW)": lambda: erp_to_cube(erp, fw),
+        "erp_to_cube (NCHW, allow_nan)": lambda: erp_to_cube(erp, fw, allow_nan=True),
+        "py360convert.c2e": lambda: py360convert.c2e(cube_list, h, w, cube_format="list"),
+        "cube_to_erp": lambda: cube_to_erp(cube, h, w),
+        "py360convert.e2p": lambda: py360convert.e2p(img, 90, 30, 10, (fw, fw)),
+        "erp_to_perspective": lambda: erp_to_perspective(erp, 30.0, 10.0, 0.0, 90, (fw, fw)),
+    }
+    res = run_rounds(cases, args.repeat)
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    res1 = run_rounds({k: cases[k] for k in ("py360convert.e2c", "erp_to_cube (HWC view)")}, args.repeat)
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)
+
+    ours = erp_to_cube(erp_cl, fw)[0].permute(0, 2, 3, 1).numpy()
+    ref = np.stack(py360convert.e2c(img, fw, cube_format="list"))
+    max_diff = float(np.abs(ours - ref).max())
+
+    base = res["py360convert.e2c"]["median_ms"]
+    ratio = base / res["erp_to_cube (HWC view)"]["median_ms"]
+    ratio_nchw = base / res["erp_to_cube (NCHW)"]["median_ms"]
+    ratio_1t = res1["py360convert.e2c"]["median_ms"] / res1["erp_to_cube (HWC view)"]["median_ms"]
+    ratio_c2e = res["py360convert.c2e"]["median_ms"] / res["cube_to_erp"]["median_ms"]
+    ratio_e2p = res["py360convert.e2p"]["median_ms"] / res["erp_to_perspective"]["median_ms"]
+
+    print(f"{h}×{w} float32 RGB, face_w {fw}, {args.threads} threads, {args.repeat} interleaved rounds")
+    print(f"{'case':34s} {'median ms':>10s} {'min ms':>9s}")
+    for k, v in res.items():
+        print(f"{k:34s} {v['median_ms']:10.1f} {v['min_ms']:9.1f}")
+    for k, v in res1.items():
+        print(f"{k + ' [1 thread]':34s} {v['median_ms']:10.1f} {v['min_ms']:9.1f}")
+    print(f"erp_to_cube speed-up vs e2c: {ratio:.2f}× (HWC view), {ratio_nchw:.2f}× (NCHW), {ratio_1t:.2f}× (1 thread)")
+    print(f"cube_to_erp vs c2e: {ratio_c2e:.2f}×   erp_to_perspective vs e2p: {ratio_e2p:.2f}×")
+    print(f"max |ours − e2c| = {max_diff:.2e} (cv2's 1/32-px fixed-point interpolation)")
+    print(f"load average before/after: {load_before} / {os.getloadavg()}")
+
+    out = {
+        "shape": [h, w],
+        "face_w": fw,
+        "dtype": "float32",
+        "threads": args.threads,
+        "repeat": args.repeat,
+        "timings_ms": res,
+        "timings_ms_1_thread": res1,
+        "speedup_erp_to_cube_vs_e2c": ratio,
+        "speedup_erp_to_cube_nchw_vs_e2c": ratio_nchw,
+        "speedup_erp_to_cube_vs_e2c_1_thread": ratio_1t,
+        "speedup_cube_to_erp_vs_c2e": ratio_c2e,
+        "speedup_erp_to_perspective_vs_e2p": ratio_e2p,
+        "max_abs_diff_vs_e2c": max_diff,
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
+                    "py360convert": getattr(py360convert, "__version__", "?"), "opencv": cv2.__version__},
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
