@@ -1,7 +1,5 @@
 """Labelled data: the AirSim360-style simulator output and the ingested, sharded labelled set."""
 
-from __future__ import annotations
-
 import base64
 
 from dagster import (

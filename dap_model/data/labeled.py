@@ -80,7 +80,7 @@ class IngestResult:
     manifest: pd.DataFrame
     skipped: list[dict]  # [{"item", "reason"}]
     shards: list[str]
-    version: str  # content hash of the shards
+    version: str  # content hash of the samples (keys, splits, domains, pixels, depth)
     preview_png: bytes
     out: str  # URI of labeled/
 
@@ -210,6 +210,7 @@ def ingest_labeled(cfg: DapConfig, store: DataStore, source: str | None = None,
     seen: dict[str, str] = {}
     shots: list[tuple[np.ndarray, np.ndarray]] = []
     shot_seqs: set[str] = set()
+    digest = hashlib.sha256()  # content of every sample, independent of where the source lives
     cache = project_dir() / ".cache"
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="labeled-", dir=cache) as tmp:
@@ -236,6 +237,8 @@ def ingest_labeled(cfg: DapConfig, store: DataStore, source: str | None = None,
                 meta = {"sequence": seq, "frame": ref.frame, "domain": domains[ref.sequence], "split": split,
                         "source": src_store.uri(ref.rgb_key)}
                 shard = writers[split].write(Sample(key=key, rgb=rgb, depth=depth, meta=meta))
+                digest.update(f"{key}\0{split}\0{meta['domain']}\0{shard}\0".encode())
+                digest.update(hashlib.sha256(rgb.tobytes()).digest() + hashlib.sha256(depth.tobytes()).digest())
                 rows.append({"key": key, "sequence": seq, "frame": ref.frame, "split": split,
                              "domain": meta["domain"], "shard": shard, "height": rgb.shape[0],
                              "width": rgb.shape[1], **_stats(depth), "source": meta["source"]})
@@ -249,9 +252,6 @@ def ingest_labeled(cfg: DapConfig, store: DataStore, source: str | None = None,
             reasons = "; ".join(f"{s['item']}: {s['reason']}" for s in skipped[:3])
             raise InputError(f"labelled source {src_desc}: no valid pair ({len(skipped)} skipped: {reasons})")
         manifest = validate_manifest(pd.DataFrame(rows))
-        digest = hashlib.sha256()
-        for name in shards:
-            digest.update(name.encode() + b"\0" + hashlib.sha256((stage / name).read_bytes()).digest())
         version = digest.hexdigest()[:16]
         png = preview(shots)
         buf = io.BytesIO()
