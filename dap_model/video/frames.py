@@ -69,6 +69,7 @@ class VideoInfo:
     fps: float
     frames_expected: int
     frames_decoded: int = 0
+    limited: bool = False  # stopped at max_frames_per_video
 
 
 def open_video(path: str | Path, name: str | None = None) -> tuple[cv2.VideoCapture, VideoInfo]:
@@ -111,6 +112,7 @@ def sample_frames(
                     taken += 1
                     if max_frames and taken >= max_frames:
                         i += 1
+                        info.limited = True
                         break
             i += 1
     finally:
@@ -167,7 +169,7 @@ def extract_frames(path: str | Path, settings, name: str | None = None) -> tuple
 
 def check_complete(info: VideoInfo, name: str) -> None:
     """Raise InputError when the decoder stopped well before the container's frame count."""
-    if info.frames_expected > 0 and info.frames_decoded < 0.9 * info.frames_expected - 1:
+    if not info.limited and info.frames_expected > 0 and info.frames_decoded < 0.9 * info.frames_expected - 1:
         raise InputError(
             f"{name}: truncated video: decoded {info.frames_decoded} of {info.frames_expected} frames"
         )

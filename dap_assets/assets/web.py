@@ -1,0 +1,106 @@
+"""Web panoramic video: manifest → one dynamic partition per video (sensor) → download → frames."""
+
+
+from dagster import (
+    AddDynamicPartitionsRequest, AssetCheckResult, AssetExecutionContext, Backoff, DynamicPartitionsDefinition,
+    Failure, MaterializeResult, MetadataValue, RetryPolicy, SensorEvaluationContext, SensorResult, SkipReason,
+    asset, asset_check, sensor,
+)
+
+from dap_assets.resources import DapConfigResource, StorageResource
+from dap_model.errors import DapError, InputError
+
+WEB_VIDEOS = DynamicPartitionsDefinition(name="web_videos")
+
+
+@asset(group_name="web", description="Validated table of web video sources (generated default when video.manifest is empty).")
+def web_video_manifest(context: AssetExecutionContext, dap: DapConfigResource, storage: StorageResource) -> MaterializeResult:
+    from dap_model.video.pipeline import build_manifest, manifest_source
+
+    cfg, store = dap.get(), storage.store()
+    df, generated = build_manifest(cfg, store, context.log.info)
+    return MaterializeResult(metadata={
+        "videos": len(df), "generated_default": generated, "source": manifest_source(cfg, store),
+        "schemes": MetadataValue.json(df["url"].str.split(":").str[0].value_counts().to_dict()),
+        "preview": MetadataValue.md(df[["video_id", "url", "licence"]].head(20).to_markdown(index=False)),
+    })
+
+
+@sensor(name="web_video_manifest_sensor", minimum_interval_seconds=60,
+        description="Adds one `web_videos` partition per new manifest row.")
+def web_video_manifest_sensor(context: SensorEvaluationContext, dap: DapConfigResource, storage: StorageResource):
+    from dap_model.video.manifest import manifest_fingerprint
+    from dap_model.video.pipeline import load_manifest, manifest_source, s3_endpoint
+
+    cfg, store = dap.get(), storage.store()
+    source = manifest_source(cfg, store)
+    mark = manifest_fingerprint(source, s3_endpoint(cfg))
+    if mark is None:
+        return SkipReason(f"no manifest at {source} yet (materialise web_video_manifest)")
+    try:
+        df = load_manifest(cfg, store)
+    except DapError as err:
+        return SkipReason(f"manifest {source} is invalid: {err}")
+    known = set(context.instance.get_dynamic_partitions(WEB_VIDEOS.name))
+    new = [v for v in df["video_id"] if v not in known]
+    if not new:
+        return SensorResult(skip_reason=SkipReason(f"no new videos in {source}"), cursor=mark)
+    return SensorResult(dynamic_partitions_requests=[WEB_VIDEOS.build_add_request(new)], cursor=mark)
+
+
+def _fail(err: Exception, what: str) -> Failure:
+    return Failure(description=f"{what}: {err}", metadata={"reason": str(err), "error": type(err).__name__})
+
+
+@asset(group_name="web", partitions_def=WEB_VIDEOS, deps=[web_video_manifest],
+       retry_policy=RetryPolicy(max_retries=0, delay=2.0, backoff=Backoff.EXPONENTIAL),
+       description="Raw video of one manifest row, stored as web/videos/<video_id>.<ext> with its sha256.")
+def web_videos(context: AssetExecutionContext, dap: DapConfigResource, storage: StorageResource) -> MaterializeResult:
+    from dap_model.video.pipeline import fetch_video
+
+    vid = context.partition_key
+    try:
+        meta = fetch_video(dap.get(), storage.store(), vid)
+    except DapError as err:
+        raise _fail(err, f"web video {vid}") from None
+    return MaterializeResult(metadata={
+        "source": meta["source"], "uri": meta["uri"], "sha256": meta["sha256"], "size_bytes": meta["size_bytes"],
+        "resolution": f"{meta['width']}x{meta['height']}", "fps": meta["fps"], "frames": meta["frames"],
+        "method": meta["method"], "cached": meta["cached"], "licence": str(meta.get("licence")),
+    })
+
+
+@asset(group_name="web", partitions_def=WEB_VIDEOS, deps=[web_videos],
+       description="Validated ERP frames of one video: shards web/frames/<video_id>/ + frames.parquet.")
+def web_frames(context: AssetExecutionContext, dap: DapConfigResource, storage: StorageResource) -> MaterializeResult:
+    from dap_model.video.pipeline import extract_video
+
+    vid = context.partition_key
+    try:
+        df, summary = extract_video(dap.get(), storage.store(), vid)
+    except DapError as err:
+        raise _fail(err, f"web frames {vid}") from None
+    return MaterializeResult(metadata={
+        "sampled": summary["sampled"], "accepted": summary["accepted"], "rejected": summary["rejected"],
+        "by_reason": MetadataValue.json(summary["by_reason"]), "layouts": MetadataValue.json(summary["layouts"]),
+        "shards": len(summary["shards"]), "cached": summary["cached"],
+        "median_tilt_deg": float(df.loc[df["accepted"], "tilt_deg"].median()) if summary["accepted"] else float("nan"),
+    })
+
+
+@asset_check(asset=web_frames, description="frames.parquet of the partition passes the pandera schema")
+def web_frames_manifest_valid(context, storage: StorageResource) -> AssetCheckResult:
+    from dap_model.video.frames import validate_frames_manifest
+    from dap_model.video.pipeline import read_frames_manifest
+
+    vid = context.partition_key if context.has_partition_key else None
+    if vid is None:
+        return AssetCheckResult(passed=False, description="run per partition (one video)")
+    try:
+        df = validate_frames_manifest(read_frames_manifest(storage.store(), vid), f"frames manifest of {vid}")
+    except (DapError, InputError) as err:
+        return AssetCheckResult(passed=False, metadata={"error": str(err)})
+    return AssetCheckResult(passed=True, metadata={"rows": len(df), "accepted": int(df["accepted"].sum())})
+
+
+SENSORS = [web_video_manifest_sensor]
