@@ -133,3 +133,114 @@ def test_qwen_tagger_failures_and_config_errors(tiny_qwen_dir, tmp_path):
         get_tagger(_qwen_cfg(tiny_qwen_dir, **{"tagging.indoor_answers": [" "]}))
     with pytest.raises(ConfigError, match="tagging.backend"):
         get_tagger(load_config("test", {"tagging.backend": "nope"}).tagging)
+
+
+# ---------------------------------------------------------------- builtin: measured accuracy
+
+HELDOUT_TEST_SEED0 = 700_000  # disjoint from the fit (0..) and the fit script's held-out (900 000..) seeds
+
+
+@pytest.fixture(scope="module")
+def heldout_web_frames():
+    """8 indoor + 8 outdoor web-style renders of scenes never used for fitting."""
+    from dap_model.sim import render_sequence
+
+    imgs, labels = [], []
+    for domain in ("indoor", "outdoor"):
+        for i in range(8):
+            _, fr = render_sequence(domain, HELDOUT_TEST_SEED0 + i, 1, 64, style="web", shake_deg=2.0)
+            imgs.append(fr[0].rgb)
+            labels.append(domain)
+    return imgs, labels
+
+
+def test_builtin_accuracy_on_heldout_web_frames(heldout_web_frames):
+    imgs, labels = heldout_web_frames
+    res = get_tagger(load_config("test").tagging).tag(imgs)
+    assert all(r.ok for r in res)
+    acc = float(np.mean([r.scene == y for r, y in zip(res, labels)]))
+    print(f"builtin held-out web-style accuracy: {acc:.3f} on {len(labels)} frames")
+    assert acc >= 0.8
+    for domain in ("indoor", "outdoor"):  # neither class is given up for the other
+        assert np.mean([r.scene == y for r, y in zip(res, labels) if y == domain]) >= 0.6
+
+
+def test_builtin_coefficients_record_their_fit():
+    from dap_model.tagging.builtin import DEFAULT_COEFFICIENTS
+    from dap_model.tagging.features import FEATURES
+
+    spec = json.loads(DEFAULT_COEFFICIENTS.read_text())
+    assert spec["features"] == list(FEATURES)
+    assert spec["fitted_on"]["heldout_accuracy"] >= 0.85
+    assert spec["fitted_on"]["heldout_seeds"][0] > spec["fitted_on"]["seeds"][1]
+
+
+@pytest.fixture(scope="module")
+def fixture_frames():
+    import cv2
+
+    if not FIXTURE.is_file():
+        pytest.skip(f"fixture video not found: {FIXTURE}")
+    cap = cv2.VideoCapture(str(FIXTURE))
+    frames = []
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(cv2.resize(bgr, (256, 128), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB))
+    cap.release()
+    return frames
+
+
+def test_builtin_tags_every_fixture_frame(fixture_frames):
+    frames = fixture_frames
+    assert len(frames) == 360
+    res = get_tagger(load_config("test").tagging).tag(frames)
+    assert all(r.ok and r.scene in ("indoor", "outdoor") for r in res)
+    indoor = float(np.mean([r.scene == "indoor" for r in res]))
+    print(f"builtin fixture (indoor room) accuracy: {indoor:.3f} on {len(res)} frames")
+
+
+@pytest.mark.xfail(strict=True, reason="measured: the sim-fitted builtin model tags the CG grid test room "
+                   "(green ceiling/floor, flat walls) outdoor; see docs/tagging.md, 'Accuracy'")
+def test_builtin_fixture_video_is_indoor(fixture_frames):
+    res = get_tagger(load_config("test").tagging).tag(fixture_frames)
+    assert all(r.scene == "indoor" for r in res)
+
+
+def test_builtin_failures_are_not_guessed(tmp_path):
+    tagger = get_tagger(load_config("test").tagging)
+    res = tagger.tag([None, np.full((32, 64, 3), 7, np.uint8), np.zeros((4, 4, 3), np.uint8)])
+    assert [r.ok for r in res] == [False, False, False]
+    assert all(r.scene is None and r.confidence == 0.0 and r.reason for r in res)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"features": ["x"], "mean": [0], "scale": [1], "weights": [1], "bias": 0, "height": 64}))
+    with pytest.raises(ConfigError, match="do not match"):
+        get_tagger(load_config("test", {"tagging.builtin_coefficients": str(bad)}).tagging)
+
+
+# ---------------------------------------------------------------- dap tag
+
+
+def test_cli_tag_json_lines_and_failures(tmp_path, heldout_web_frames, capsys):
+    import cv2
+
+    from dap_model.cli import main
+
+    imgs, labels = heldout_web_frames
+    good = tmp_path / "indoor.png"
+    cv2.imwrite(str(good), cv2.cvtColor(imgs[0], cv2.COLOR_RGB2BGR))
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    missing = tmp_path / "missing.jpg"
+    assert main(["tag", str(good), str(corrupt), str(missing), "--profile", "test"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
+    assert [x["path"] for x in lines] == [str(good), str(corrupt), str(missing)]
+    assert lines[0]["scene"] in ("indoor", "outdoor") and 0.5 <= lines[0]["confidence"] <= 1 and "ok" not in lines[0]
+    assert lines[1]["ok"] is False and "not a decodable image" in lines[1]["reason"] and lines[1]["scene"] is None
+    assert lines[2]["ok"] is False and lines[2]["reason"] == "no such file"
+
+    assert main(["tag", str(corrupt), "--profile", "test"]) == 2  # nothing readable
+    assert "none of the 1 image(s) could be read" in capsys.readouterr().err
+    assert main(["tag", str(good), "--backend", "nope", "--profile", "test"]) == 2
+    assert "tagging.backend 'nope'" in capsys.readouterr().err
