@@ -26,7 +26,7 @@ def _put_web_video(store, tmp_path, video_id: str, frames: list[np.ndarray], cor
             key = f"{video_id}-{i:06d}"
             name = w.write(Sample(key, rgb, meta={"video_id": video_id}))
             rec = FrameRecord(i, float(i), "mono", True, "", "", 0.0)
-            rows.append(record_row(video_id, f"https://example.org/{video_id}.mp4", rec, f"web/frames/{video_id}/{name}", key))
+            rows.append(record_row(video_id, f"https://example.org/{video_id}.mp4", rec, name, key))
     shard = out / "frames-000000.tar"
     if corrupt_key:
         with tarfile.open(shard, "a") as tar:
@@ -35,7 +35,7 @@ def _put_web_video(store, tmp_path, video_id: str, frames: list[np.ndarray], cor
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
         rec = FrameRecord(len(frames), float(len(frames)), "mono", True, "", "", 0.0)
-        rows.append(record_row(video_id, "x", rec, f"web/frames/{video_id}/frames-000000.tar", corrupt_key))
+        rows.append(record_row(video_id, "x", rec, "frames-000000.tar", corrupt_key))
     for p in out.glob("*.tar"):
         store.put_file(p, f"web/frames/{video_id}/{p.name}")
     buf = io.BytesIO()

@@ -65,14 +65,14 @@ def _validate(schema: pa.DataFrameSchema, df: pd.DataFrame, name: str) -> pd.Dat
 
 
 def web_frame_items(store) -> pd.DataFrame:
-    """Accepted web frames from every per-video manifest (`web/frames/<video_id>/*.parquet`)
+    """Accepted web frames from every per-video manifest (`web/frames/<video_id>/frames.parquet`)
     → [key, shard, source, origin]. A manifest's `shard` is a store key when it contains '/',
     else a file name beside the manifest."""
     from dap_model.video.frames import validate_frames_manifest
 
     parts = []
     for mkey in store.list(WEB_FRAMES_PREFIX):
-        if not mkey.endswith(".parquet"):
+        if not mkey.endswith("/frames.parquet"):
             continue
         df = validate_frames_manifest(pd.read_parquet(io.BytesIO(store.get_bytes(mkey))), store.uri(mkey))
         df = df[df["accepted"]]
