@@ -44,3 +44,25 @@ def fresh_mlflow_db() -> Path:
     dst = project / "mlflow.db"
     shutil.copyfile(_mlflow_template(), dst)
     return dst
+
+
+@functools.lru_cache(maxsize=None)
+def constant_checkpoint(depth_m: float) -> Path:
+    """A `test`-profile DapModel that predicts `depth_m` metres everywhere (valid everywhere)."""
+    import math
+
+    import torch
+
+    from dap_model.config import load_config
+    from dap_model.models import build_model, save_model
+
+    cfg = load_config("test").model
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    p = depth_m / cfg.max_depth_m
+    with torch.no_grad():
+        model.depth_head.conv3.weight.zero_()
+        model.depth_head.conv3.bias.fill_(math.log(p / (1 - p)))
+        model.mask_head.conv3.weight.zero_()
+        model.mask_head.conv3.bias.fill_(5.0)
+    return save_model(model, _TMP / f"const-{depth_m:g}")
