@@ -286,7 +286,8 @@ class LossConfig(Section):
     )
     df_size: int = Field(0, ge=0, description="DF view side in pixels; 0 = round(H * fov / 180)")
     grad_edge_threshold: float = Field(
-        0.05, gt=0, description="Sobel |grad log gt| (per pixel) above which a pixel is an edge"
+        4.0, gt=0, description="Sobel |grad log gt| per radian above which a pixel is an edge "
+        "(tan of the incidence angle on a plane; 4 = 76 deg; depth steps exceed it at any resolution)"
     )
     mask_loss: Literal["bce_dice", "mse_dice"] = Field("bce_dice", description="range-mask loss form")
     mask_invalid_as_negative: bool = Field(

@@ -19,11 +19,16 @@ Terms (`DapLoss` returns their weighted sum and each unweighted value):
           (shape fidelity only). Views are fixed on the sphere, so a yaw roll by a multiple of
           W/5 permutes the 10 ring views exactly but turns the two polar views in-plane: DF is
           only approximately yaw-invariant.
-- grad:   SILog (as above) restricted to edge pixels of the gt: Sobel of log gt (÷8: per-pixel
-          derivative; columns wrap across the seam, rows replicate at the poles) with magnitude >
-          `grad_edge_threshold`, the whole 3×3 neighbourhood valid.
-- normal: weighted mean of ‖n(pred) − n(gt)‖₁ (sum over xyz) with `geometry.depth_to_normals`,
-          over pixels whose gt normal is valid.
+- grad:   SILog (as above) restricted to edge pixels of the gt: Sobel of log gt (÷8 → per-pixel
+          derivative, ×H/π → per radian of lon/lat, so the threshold does not depend on the
+          resolution; columns wrap across the seam, rows replicate at the poles) with magnitude >
+          `grad_edge_threshold`, the whole 3×3 neighbourhood valid. A plane seen at incidence θ
+          has |∇ log d| = tan θ per radian: the default 4 keeps depth discontinuities and planes
+          seen beyond ~76°.
+- normal: weighted mean of ‖n(pred) − n(gt)‖₁ with `geometry.depth_to_normals`, over pixels
+          whose gt normal is valid; the L1 is taken over the components in each pixel's local
+          (east, north, ray) frame, which turns with the yaw (camera-frame xyz components would
+          make an L1 depend on the heading).
 - points: weighted mean of the Euclidean distance between back-projected points
           (`geometry.depth_to_points`) ÷ `max_depth_m` (the depth normalisation), smoothed as
           sqrt(‖ΔP‖² + ε) − sqrt(ε). Pred and gt share the ray, so this is the ray-wise absolute
@@ -49,6 +54,7 @@ from dap_model.config import DapConfig, LossConfig
 from dap_model.geometry import (
     depth_to_normals,
     depth_to_points,
+    erp_lonlat,
     erp_to_icosahedron_views,
     solid_angle_weights,
 )
@@ -115,14 +121,14 @@ def _erp_pad(x: Tensor, p: int = 1) -> Tensor:
 
 
 def edge_mask(gt: Tensor, threshold: float) -> Tensor:
-    """[B,1,H,W] bool: Sobel |∇ log gt| (per pixel) > threshold with a fully valid 3×3 window."""
+    """[B,1,H,W] bool: Sobel |∇ log gt| per radian of arc > threshold, fully valid 3×3 window."""
     valid = valid_mask(gt)
     logd = torch.log(_clean(gt, valid))  # [B,1,H,W]
     kx = _SOBEL_X.to(gt.device, gt.dtype)[None, None]  # [1,1,3,3]
     ky = kx.transpose(-1, -2)
     padded = _erp_pad(logd)
     gx, gy = F.conv2d(padded, kx), F.conv2d(padded, ky)  # [B,1,H,W]
-    mag = torch.sqrt(gx * gx + gy * gy)
+    mag = torch.sqrt(gx * gx + gy * gy) * (gt.shape[-2] / math.pi)  # per radian (pixel = π/H rad)
     window = -F.max_pool2d(-_erp_pad(valid.to(gt.dtype)), 3, stride=1)  # 3×3 min, [B,1,H,W]
     return (mag > threshold) & (window > 0.5)
 
@@ -163,12 +169,24 @@ def df_loss(pred: Tensor, gt: Tensor, fov_deg: float, size: int) -> tuple[Tensor
     return per_view.sum() / has.sum().clamp_min(1.0), per_view
 
 
+def _local_frames(h: int, w: int, like: Tensor) -> Tensor:
+    """[3,3,H,W]: per-pixel (east, north, ray) unit vectors in camera coordinates."""
+    lon, lat = erp_lonlat(h, w, device=like.device, dtype=like.dtype)  # [H,W] each
+    zero = torch.zeros_like(lon)
+    east = torch.stack([torch.cos(lon), zero, -torch.sin(lon)])  # [3,H,W]
+    north = torch.stack([-torch.sin(lat) * torch.sin(lon), torch.cos(lat), -torch.sin(lat) * torch.cos(lon)])
+    ray = torch.stack([torch.cos(lat) * torch.sin(lon), torch.sin(lat), torch.cos(lat) * torch.cos(lon)])
+    return torch.stack([east, north, ray])
+
+
 def normal_loss(pred: Tensor, gt: Tensor, weights: Tensor) -> Tensor:
     valid = valid_mask(gt)
     with torch.no_grad():
         n_gt, ok = depth_to_normals(torch.where(valid, gt, torch.zeros_like(gt)), return_mask=True)
     n_pred = depth_to_normals(pred)  # [B,3,H,W]
-    err = (n_pred - n_gt).abs().sum(1, keepdim=True)  # [B,1,H,W]
+    frames = _local_frames(*gt.shape[-2:], pred)  # [3,3,H,W]
+    delta = torch.einsum("bchw,kchw->bkhw", n_pred - n_gt, frames)  # [B,3,H,W] in (east, north, ray)
+    err = delta.abs().sum(1, keepdim=True)  # [B,1,H,W]
     err = torch.where(ok, err, torch.zeros_like(err))
     return _wmean(err, weights * ok)
 
