@@ -19,20 +19,22 @@ from pathlib import Path
 from dap_model.config import load_config, project_dir
 
 
-def _sensor_partition_requests(defs, instance) -> int:
+def _sensor_partition_requests(defs, instance, resources: dict) -> int:
     """Evaluate every sensor once and apply its dynamic-partition requests; return how many
     partitions were added."""
-    from dagster import build_sensor_context
+    from dagster import AddDynamicPartitionsRequest, build_sensor_context
 
     added = 0
-    for sensor in defs.resolve_all_sensor_defs():
-        with build_sensor_context(instance=instance, definitions=defs) as ctx:
+    repo = defs.get_repository_def()
+    for sensor in repo.sensor_defs:
+        with build_sensor_context(
+            instance=instance, definitions=defs, sensor_name=sensor.name, resources=resources
+        ) as ctx:
             result = sensor(ctx)
         for req in getattr(result, "dynamic_partitions_requests", None) or []:
-            keys = list(getattr(req, "partition_keys", []) or [])
-            if type(req).__name__ == "AddDynamicPartitionsRequest" and keys:
+            if isinstance(req, AddDynamicPartitionsRequest) and req.partition_keys:
                 existing = set(instance.get_dynamic_partitions(req.partitions_def_name))
-                new = [k for k in keys if k not in existing]
+                new = [k for k in req.partition_keys if k not in existing]
                 if new:
                     instance.add_dynamic_partitions(req.partitions_def_name, new)
                     added += len(new)
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         if pdef is None:
             partition_keys: list[str | None] = [None]
         else:
-            _sensor_partition_requests(defs, instance)
+            _sensor_partition_requests(defs, instance, resources)
             partition_keys = list(pdef.get_partition_keys(dynamic_partitions_store=instance))
             if not partition_keys:
                 print(f"[{names}] no partitions: skipped")
