@@ -24,9 +24,10 @@ RETRAIN_KEYS = (
     "benchmark_report",
 )
 
-retrain_selection = AssetSelection.groups(*RETRAIN_GROUPS) | AssetSelection.from_string(
-    " or ".join(f'key:"{k}"' for k in RETRAIN_KEYS)
-)
+retrain_selection = (
+    AssetSelection.groups(*RETRAIN_GROUPS)
+    | AssetSelection.from_string(" or ".join(f'key:"{k}"' for k in RETRAIN_KEYS))
+) & AssetSelection.all()
 
 _ops = ops_config()
 
