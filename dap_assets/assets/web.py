@@ -2,8 +2,8 @@
 
 
 from dagster import (
-    AddDynamicPartitionsRequest, AssetCheckResult, AssetExecutionContext, Backoff, DynamicPartitionsDefinition,
-    Failure, MaterializeResult, MetadataValue, RetryPolicy, SensorEvaluationContext, SensorResult, SkipReason,
+    AssetCheckResult, AssetExecutionContext, DynamicPartitionsDefinition,
+    Failure, MaterializeResult, MetadataValue, SensorEvaluationContext, SensorResult, SkipReason,
     asset, asset_check, sensor,
 )
 
@@ -53,7 +53,6 @@ def _fail(err: Exception, what: str) -> Failure:
 
 
 @asset(group_name="web", partitions_def=WEB_VIDEOS, deps=[web_video_manifest],
-       retry_policy=RetryPolicy(max_retries=0, delay=2.0, backoff=Backoff.EXPONENTIAL),
        description="Raw video of one manifest row, stored as web/videos/<video_id>.<ext> with its sha256.")
 def web_videos(context: AssetExecutionContext, dap: DapConfigResource, storage: StorageResource) -> MaterializeResult:
     from dap_model.video.pipeline import fetch_video

@@ -1,0 +1,101 @@
+"""Horizon check, layout detection and frame sampling on the real ERP fixture video."""
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from dap_model.config import VideoConfig
+from dap_model.geometry import rotate_erp, rotation_matrix
+from dap_model.video import check_horizon
+from dap_model.video.frames import extract_frames
+from dap_model.video.layout import detect_layout
+
+FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "gvr_testRoom1_1920Mono.mp4"
+needs_fixture = pytest.mark.skipif(not FIXTURE.is_file(), reason=f"fixture video missing: {FIXTURE} (../shared beside the repo)")
+
+
+def _fixture_frames(every: int = 60, size=(1024, 512)) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(FIXTURE))
+    out, i = [], 0
+    while cap.grab():
+        if i % every == 0:
+            _, f = cap.retrieve()
+            out.append(cv2.cvtColor(cv2.resize(f, size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB))
+        i += 1
+    return out
+
+
+def _rotate(rgb: np.ndarray, r: torch.Tensor) -> np.ndarray:
+    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float()  # [1,3,H,W]
+    y = rotate_erp(x, r.float())
+    return y[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+@needs_fixture
+def test_upright_accepted_tilted_rejected_with_tilt_estimate():
+    frames = _fixture_frames()
+    rng = np.random.default_rng(0)
+    up = [check_horizon(f) for f in frames]
+    assert sum(r.ok for r in up) / len(up) >= 0.95, [r.reason for r in up]
+    assert all(abs(r.tilt_deg) < 2.0 for r in up)
+    errs, rejected, n = [], 0, 0
+    for f in frames:
+        for _ in range(2):
+            roll, pitch = (rng.uniform(8, 30) * rng.choice([-1, 1]) for _ in range(2))
+            if rng.random() < 0.5:
+                roll, pitch = (roll, 0.0) if rng.random() < 0.5 else (0.0, pitch)
+            r = rotation_matrix(rng.uniform(-math.pi, math.pi), math.radians(pitch), math.radians(roll), dtype=torch.float64)
+            true = math.degrees(math.acos(float(r[1, 1])))
+            res = check_horizon(_rotate(f, r))
+            n += 1
+            rejected += not res.ok
+            errs.append(abs(res.tilt_deg - true))
+    assert rejected / n >= 0.90
+    assert np.median(errs) < 3.0, errs
+
+
+@needs_fixture
+def test_non_panoramic_blank_dark_frozen_rejected():
+    f = _fixture_frames(every=400)[0]
+    assert check_horizon(f).ok
+    crop = cv2.resize(f[100:400, 250:850], (1024, 512))  # a perspective-like crop stretched to 2:1
+    assert check_horizon(crop).reason in ("no_seam", "no_poles")
+    assert check_horizon(np.full_like(f, 128)).reason == "blank"
+    assert check_horizon((f // 40).astype(np.uint8)).reason == "dark"
+    assert check_horizon(f, prev=f.copy()).reason == "frozen"
+    assert check_horizon(f[:, :700]).reason == "not_2to1"
+    with pytest.raises(Exception, match="uint8"):
+        check_horizon(f.astype(np.float32))
+
+
+@needs_fixture
+def test_layouts():
+    f = _fixture_frames(every=400, size=(512, 256))[0]
+    s = VideoConfig()
+    lay = lambda x: detect_layout(x, s.stereo_min_similarity, s.aspect_tolerance, s.seam_tolerance).name  # noqa: E731
+    assert lay(f) == "mono"
+    assert lay(np.concatenate([f, np.roll(f, 3, axis=1)], 0)) == "stereo_tb"
+    assert lay(np.concatenate([f, np.roll(f, 4, axis=1)], 1)) == "stereo_sbs"
+    half = f[:, 128:384]
+    assert lay(np.concatenate([half, np.roll(half, 3, axis=1)], 1)) == "vr180_sbs"
+    bars = np.zeros((40, 512, 3), np.uint8)
+    assert lay(np.concatenate([bars, f, bars], 0)) == "letterboxed"
+    assert lay(cv2.resize(f, (455, 256))) == "not_panoramic"
+    other = np.random.default_rng(0).integers(0, 255, (256, 512, 3), dtype=np.uint8)
+    assert lay(np.concatenate([f, other], 1)) == "not_panoramic"
+
+
+@needs_fixture
+def test_fixture_video_yields_upright_frames_and_drops_duplicates():
+    s = VideoConfig(height=64, sample_every_s=0.5)
+    frames, info = extract_frames(FIXTURE, s)
+    recs = list(frames)
+    assert len(recs) == 24 and info[0].frames_decoded == 360
+    kept = [(r, img) for r, img in recs if r.accepted]
+    assert 1 <= len(kept) <= 3  # a static camera: near-duplicates dropped
+    assert all(img.shape == (64, 128, 3) and abs(r.tilt_deg) < 2 for r, img in kept)
+    assert {r.reason for r, _ in recs} <= {"", "duplicate"}
