@@ -179,14 +179,6 @@ def cull_cone(tiles: Tiles, centres: Tensor, radii: Tensor, far: float = INF) ->
     return hit
 
 
-def cull_parallel(q: Tensor, rho: Tensor, light: Tensor, centres: Tensor, radii: Tensor) -> Tensor:
-    """[T,N] bool: rays from a ball (q [T,3], rho [T]) along `light` [3] can meet the spheres."""
-    w = centres[None, :, :] - q[:, None, :]  # [T,N,3]
-    s = (w @ light).clamp_min(0)  # [T,N]
-    dist = (w - s[..., None] * light).norm(dim=-1)
-    return dist <= radii[None, :] + rho[:, None]
-
-
 # ----------------------------------------------------------------------------- casting
 
 def _closest_pairs(kind, cull, origins, dirs, prims: Prims, best_t, best_id):
@@ -212,13 +204,14 @@ def _closest_pairs(kind, cull, origins, dirs, prims: Prims, best_t, best_id):
 
 
 def _any_pairs(kind, cull, origins, dirs, prims: Prims, hit):
-    k = dirs.shape[1]
+    """Any-hit of culled (group, primitive) pairs: origins [G,K,3], dirs [1,1,3] or [G,K,3]."""
+    k = origins.shape[1]
     params = prims.params[kind]
     kernel = KERNELS[kind]
     arange = torch.arange(k)
     for chunk in cull.nonzero().split(PAIR_CHUNK):
         ti, pi = chunk[:, 0], chunk[:, 1]
-        t = kernel(origins[ti], dirs[ti], params[pi][:, None, :])  # [C,K]
+        t = kernel(origins[ti], dirs if dirs.shape[0] == 1 else dirs[ti], params[pi][:, None, :])  # [C,K]
         ray = (ti[:, None] * k + arange)[torch.isfinite(t)]
         hit[ray] = True
 
@@ -244,22 +237,51 @@ def cast_primary(tiles: Tiles, prims: Prims) -> tuple[Tensor, Tensor]:
     return best_t, best_id
 
 
-def cast_shadow(points: Tensor, valid: Tensor, light: Tensor, tiles: Tiles, prims: Prims) -> Tensor:
-    """points [T*K,3] (already offset from their surface), valid [T*K] bool, light [3] unit
-    → occluded [T*K] bool (towards a light at infinity)."""
-    t_, k = tiles.dirs.shape[:2]
-    pts = points.reshape(t_, k, 3)
-    ok = valid.reshape(t_, k)
-    cnt = ok.sum(1)  # [T]
-    q = (pts * ok[..., None]).sum(1) / cnt.clamp_min(1)[:, None]  # [T,3]
-    rho = torch.where(ok, (pts - q[:, None]).norm(dim=-1), torch.zeros(())).amax(1)  # [T]
-    dirs = light.expand(1, 1, 3)
-    hit = torch.zeros(t_ * k, dtype=torch.bool)
+def _part1by1(x: Tensor) -> Tensor:
+    x = x & 0xFFFF
+    x = (x | (x << 8)) & 0x00FF00FF
+    x = (x | (x << 4)) & 0x0F0F0F0F
+    x = (x | (x << 2)) & 0x33333333
+    return (x | (x << 1)) & 0x55555555
+
+
+def cast_shadow(points: Tensor, valid: Tensor, light: Tensor, prims: Prims, group: int = 256) -> Tensor:
+    """points [N,3] (already offset from their surface), valid [N] bool, light [3] unit
+    → occluded [N] bool (towards a light at infinity).
+
+    Parallel rays are grouped by where they cross the plane perpendicular to the light (Morton
+    order of that 2D position), so a group's rays form a thin bundle and each primitive is
+    tested only against the bundles its bounding sphere's shadow can touch."""
+    idx = valid.nonzero().squeeze(1)
+    occluded = torch.zeros(len(points), dtype=torch.bool)
+    if not len(idx):
+        return occluded
+    helper = torch.tensor([1.0, 0.0, 0.0]) if abs(float(light[0])) < 0.9 else torch.tensor([0.0, 0.0, 1.0])
+    e1 = torch.nn.functional.normalize(torch.linalg.cross(light, helper), dim=0)
+    e2 = torch.linalg.cross(light, e1)
+    basis = torch.stack([e1, e2], 1)  # [3,2]
+    pts = points[idx]  # [n,3]
+    xy = pts @ basis  # [n,2]
+    lo, span = xy.amin(0), (xy.amax(0) - xy.amin(0)).clamp_min(1e-6)
+    q = ((xy - lo) / span * 65535).to(torch.int64)
+    order = (_part1by1(q[:, 0]) | (_part1by1(q[:, 1]) << 1)).argsort()
+    n = len(order)
+    pad = torch.cat([order, order[-1:].expand((-n) % group)])
+    g_pts = pts[pad].reshape(-1, group, 3)  # [G,K,3]
+    g_xy = xy[pad].reshape(-1, group, 2)
+    ctr = (g_xy.amin(1) + g_xy.amax(1)) / 2  # [G,2]
+    rho = (g_xy - ctr[:, None]).norm(dim=-1).amax(1)  # [G]
+    s_min = (g_pts @ light).amin(1)  # [G]
+    d = _safe_dir(light).expand(1, 1, 3)
+    hit = torch.zeros(g_pts.shape[0] * group, dtype=torch.bool)
     for kind in ("box", "sphere", "cylinder"):
         if len(prims.params[kind]):
-            cull = cull_parallel(q, rho, light, prims.centres[kind], prims.radii[kind]) & (cnt > 0)[:, None]
-            _any_pairs(kind, cull, pts, dirs.expand(t_, k, 3), prims, hit)
-    return hit & valid
+            c, r = prims.centres[kind], prims.radii[kind]
+            dist = torch.cdist(ctr, c @ basis)  # [G,N]
+            cull = (dist <= r[None] + rho[:, None]) & ((c @ light + r)[None] >= s_min[:, None])
+            _any_pairs(kind, cull, g_pts, d, prims, hit)
+    occluded[idx[pad]] = hit
+    return occluded
 
 
 def normals_and_materials(p: Tensor, gid: Tensor, prims: Prims) -> tuple[Tensor, Tensor]:

@@ -94,7 +94,7 @@ def render(
         pts[idx] = p_rel + n * (1e-3 * (1 + th))[:, None]
         valid = torch.zeros(len(d), dtype=torch.bool)
         valid[idx] = lit
-        shadow = raycast.cast_shadow(pts, valid, look.sun_dir, tiles, prims)[idx]
+        shadow = raycast.cast_shadow(pts, valid, look.sun_dir, prims)[idx]
     lamps = torch.from_numpy(scene.lamps.astype(np.float32))
     rooms = torch.from_numpy(scene.lamp_room.astype(np.float32))
     col = torch.empty(len(d), 3)

@@ -162,15 +162,22 @@ def cell_hash(u: Tensor, v: Tensor, seed: int) -> Tensor:
     return _hash(torch.floor(u).to(torch.int64), torch.floor(v).to(torch.int64), seed)
 
 
+_LATTICE = torch.from_numpy(np.random.default_rng(20240607).random(256 * 256).astype(np.float32))
+
+
 def value_noise(u: Tensor, v: Tensor, seed: int) -> Tensor:
-    """Smooth value noise in [0, 1] at (u, v) [N]."""
+    """Smooth value noise in [0, 1] at (u, v) [N] (a fixed 256×256 lattice, shifted by seed)."""
     iu, iv = torch.floor(u), torch.floor(v)
     fu, fv = u - iu, v - iv
-    iu, iv = iu.to(torch.int64), iv.to(torch.int64)
+    iu = iu.to(torch.int64) + seed * 71
+    iv = iv.to(torch.int64) + seed * 113
     su, sv = fu * fu * (3 - 2 * fu), fv * fv * (3 - 2 * fv)
-    a, b = _hash(iu, iv, seed), _hash(iu + 1, iv, seed)
-    c, d = _hash(iu, iv + 1, seed), _hash(iu + 1, iv + 1, seed)
-    return (a + (b - a) * su) + ((c + (d - c) * su) - (a + (b - a) * su)) * sv
+    r0, r1 = (iu & 255) * 256, ((iu + 1) & 255) * 256
+    c0, c1 = iv & 255, (iv + 1) & 255
+    a, b = _LATTICE[r0 + c0], _LATTICE[r1 + c0]
+    c, d = _LATTICE[r0 + c1], _LATTICE[r1 + c1]
+    top = a + (b - a) * su
+    return top + ((c + (d - c) * su) - top) * sv
 
 
 def fbm(u: Tensor, v: Tensor, seed: int, octaves: int = 3) -> Tensor:
@@ -201,7 +208,7 @@ def albedo(p: Tensor, n: Tensor, mat: Tensor, scene_role: Tensor, param: Tensor,
     c1, c2 = look.c1[mat], look.c2[mat]  # [N,3]
     s = look.tex_seed
     u, v, vertical = _uv(p, n)
-    out = c1 * (0.85 + 0.3 * fbm(u * 0.7, v * 0.7, s))[:, None]
+    out = c1.clone()
     emissive = torch.zeros(len(p), dtype=torch.bool)
 
     def sel(name: str) -> Tensor:
@@ -261,7 +268,7 @@ def albedo(p: Tensor, n: Tensor, mat: Tensor, scene_role: Tensor, param: Tensor,
         pp = p[m]
         grain = fbm(pp[:, 0] * 2 + pp[:, 2] * 2, pp[:, 1] * 14, s + 10)
         out[m] = c1[m] * (0.7 + 0.5 * grain)[:, None]
-    m = sel("road") | sel("rock")
+    m = sel("road") | sel("rock") | sel("roof")
     if m.any():
         out[m] = c1[m] * (0.75 + 0.5 * fbm(u[m] * 1.5, v[m] * 1.5, s + 11))[:, None]
     m = sel("wall")
