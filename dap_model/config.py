@@ -328,7 +328,6 @@ class TrainConfig(Section):
     amp_dtype: Literal["bf16", "fp16", "fp32"] = Field("bf16", description="autocast dtype on CUDA (CPU runs fp32)")
     seed: int = 0
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
-    nproc_per_node: int = Field(1, ge=1, description="torchrun processes for the stage-3 job (DDP when > 1)")
     checkpoint_every: int = Field(50, ge=1, description="steps between checkpoints")
     keep_checkpoints: int = Field(2, ge=1)
     val_every: int = Field(50, ge=1, description="steps between validations on the labelled val split")
@@ -370,8 +369,46 @@ class CurationConfig(Section):
 
 
 class DistillConfig(Section):
-    enabled: bool = False
-    weight: float = Field(0.5, ge=0)
+    """Depth Anywhere: a perspective teacher on randomly rotated cube faces of pool panoramas,
+    sky/watermark masked, as an extra affine-invariant disparity loss (`dap_model.distill`)."""
+
+    enabled: bool = Field(False, description="add the distillation term in the stages listed in `stages`")
+    weight: float = Field(0.5, ge=0, description="weight of the distillation term in the objective")
+    labeled_weight: float = Field(0.5, ge=0, description="weight of the labelled (DAP) loss when the term is on")
+    stages: list[str] = Field(
+        default_factory=lambda: ["stage1", "stage2", "stage3"], description="trainings that add the term"
+    )
+    unlabeled_fraction: float = Field(
+        0.5, gt=0, lt=1, description="share of each batch drawn from perspective_pseudo_labels"
+    )
+    teacher: str = Field("depth-anything", description="teacher backend (registry: depth-anything | dap)")
+    teacher_model: str = Field(
+        "", description="depth-anything: hub id or local folder; dap: checkpoint file or models/<stage> "
+        "store key; empty = dap: the store's models/stage3 model"
+    )
+    teacher_input_size: int = Field(518, ge=14, description="depth-anything: faces resized to this square size (multiple of 14)")
+    teacher_batch_size: int = Field(12, ge=1, description="faces per teacher forward pass")
+    mask: str = Field("builtin", description="sky/watermark mask backend (registry: builtin | grounded-sam | none)")
+    detector_model: str = Field("IDEA-Research/grounding-dino-base", description="grounded-sam: GroundingDINO id/path")
+    segmenter_model: str = Field("facebook/sam-vit-huge", description="grounded-sam: SAM id/path")
+    prompts: list[str] = Field(default_factory=lambda: ["sky", "watermark"], description="grounded-sam: masked phrases")
+    box_threshold: float = Field(0.3, gt=0, lt=1, description="grounded-sam: GroundingDINO box score")
+    text_threshold: float = Field(0.25, gt=0, lt=1, description="grounded-sam: GroundingDINO text score")
+    sky_min_brightness: float = Field(0.55, ge=0, le=1, description="builtin: sky pixels are at least this bright (max RGB)")
+    sky_max_gradient: float = Field(0.04, ge=0, description="builtin: sky pixels' mean |Sobel| of grey (per pixel, 0-1 scale)")
+    sky_min_lat_deg: float = Field(
+        10.0, ge=-90, le=90, description="builtin: a sky region touches the top row and its mean latitude is above this"
+    )
+    watermark_min_frames: int = Field(4, ge=2, description="builtin: frames of one video needed to find static overlays")
+    watermark_max_std: float = Field(0.02, ge=0, description="builtin: colour std over a video's frames below which a pixel is static")
+    watermark_max_fraction: float = Field(
+        0.1, gt=0, le=1, description="builtin: a larger static area means a static camera, not an overlay (nothing masked)"
+    )
+    rotations: int = Field(2, ge=1, description="K random rotations per panorama")
+    max_rotation_deg: float = Field(45.0, ge=0, le=180, description="rotation angles uniform in ±this, per Euler angle")
+    face_ratio: float = Field(0.5, gt=0, le=2, description="cube-face side = round(face_ratio x train.height) (Depth Anywhere: H/2)")
+    min_valid_fraction: float = Field(0.2, ge=0, le=1, description="faces (and rotations) with less valid teacher output are dropped")
+    seed: int = 0
 
 
 class BenchmarkSpec(Section):

@@ -25,6 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pipeline-run", default="", help="Dagster run id (MLflow tag dap.pipeline_run)")
     p.add_argument("--stop-after", type=int, default=None, help="return after N steps (resumable)")
     p.add_argument("--no-register", action="store_true", help="log the model without registering a version")
+    p.add_argument("--no-log-model", action="store_true", help="do not log the model to MLflow (implies --no-register)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--champion", action="store_true", help="point the champion alias at the new version")
 
@@ -65,7 +66,7 @@ def run_args(args: argparse.Namespace) -> int:
             pipes.log.info(f"{args.stage}: {cfg.train.steps} steps, world size {os.environ.get('WORLD_SIZE', '1')}")
         result = run_stage(
             cfg, store, args.stage, pipeline_run=args.pipeline_run, run_dir=args.run_dir,
-            progress=not args.no_progress, stop_after=args.stop_after, register=not args.no_register,
+            progress=not args.no_progress, stop_after=args.stop_after, register=not args.no_register, log_model=not args.no_log_model,
         )
         if os.environ.get("RANK", "0") != "0":
             return 0

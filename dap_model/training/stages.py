@@ -130,6 +130,7 @@ def run_stage(
     progress: bool = True,
     stop_after: int | None = None,
     register: bool = True,
+    log_model: bool = True,
 ):
     """Train `stage` on its inputs from the store; publish the final model to `models/<stage>/`."""
     from dap_model.training.trainer import train
@@ -139,7 +140,7 @@ def run_stage(
     result = train(
         cfg, stage, inputs.sources, inputs.val_paths, run_dir,
         pipeline_run=pipeline_run, data_versions=inputs.data_versions, init_from=inputs.init_from,
-        register=register, progress=progress, stop_after=stop_after,
+        register=register, log_model=log_model, progress=progress, stop_after=stop_after,
     )
     if result.step == cfg.train.steps and result.checkpoint_hash:
         final = result.checkpoint

@@ -51,13 +51,14 @@ def log_model_version(
     files: list[Path],
     register: bool = True,
 ) -> str | None:
-    """Log the model (input example float32 [1,3,H,2H]) with the safetensors checkpoint and
+    """Log the model (torch.export "pt2": no pickle; input example float32 [2,3,H,2H] so the batch
+    dimension stays dynamic — H and W are fixed by the export) with the safetensors checkpoint and
     config beside it, register it as a version of `cfg.mlflow.registered_model`, tag the version
     with its stage. Returns the version (None when not registering)."""
     import mlflow
     from mlflow import MlflowClient
 
-    example = np.random.default_rng(0).random((1, 3, height, 2 * height), dtype=np.float32)
+    example = np.random.default_rng(0).random((2, 3, height, 2 * height), dtype=np.float32)
     was_training = model.training
     cpu_model = DepthPredictor(model).to("cpu").eval()
     info = mlflow.pytorch.log_model(
@@ -68,6 +69,8 @@ def log_model_version(
         extra_files=[str(f) for f in files],
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "safetensors", "numpy"],
         await_registration_for=60,
+        serialization_format="pt2",
+        validate_serving_input=False,  # reloads the exported graph: slow, and checked by tests
     )
     model.train(was_training)
     version = getattr(info, "registered_model_version", None)

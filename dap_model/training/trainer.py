@@ -104,6 +104,7 @@ def train(
     data_versions: dict[str, str] | None = None,
     init_from: str | Path | None = None,
     register: bool = True,
+    log_model: bool = True,
     progress: bool = True,
     stop_after: int | None = None,
 ) -> TrainResult:
@@ -285,10 +286,11 @@ def train(
             f"train/{k}": v for k, v in last_terms.items()
         }
         mlflow.set_tag("dap.checkpoint_sha256", result.checkpoint_hash)
-        result.model_version = log_model_version(
-            cfg, model, stage, tc.height,
-            [final, final.with_suffix(".json"), final.parent / "config.resolved.yaml"], register=register,
-        )
+        if log_model:
+            result.model_version = log_model_version(
+                cfg, model, stage, tc.height,
+                [final, final.with_suffix(".json"), final.parent / "config.resolved.yaml"], register=register,
+            )
         mlflow.end_run()
     if d.world > 1:
         dist.barrier()

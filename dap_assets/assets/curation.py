@@ -1,0 +1,80 @@
+"""Pseudo-labels and their curation: `stage1_pseudo_labels`, `depth_discriminator`,
+`curated_pseudo_labels`, `stage2_pseudo_labels`."""
+
+
+import math
+
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    DataVersion,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from dap_assets.resources import DapConfigResource, MlflowResource, StorageResource
+from dap_model.training.curation import DISC_KEY, run_curation, run_discriminator
+from dap_model.training.pseudo import pseudo_label_pool
+from dap_model.training.stages import model_key, store_version
+
+
+def _pseudo(context, dap, storage, stage: str, prefix: str) -> MaterializeResult:
+    cfg, store = dap.get(), storage.store()
+    manifest = pseudo_label_pool(cfg, store, store.fetch(model_key(stage)), prefix, stage, progress=False)
+    counts = manifest.groupby(["domain", "source"]).size().reset_index(name="n")
+    return MaterializeResult(
+        metadata={
+            "prefix": store.uri(prefix),
+            "samples": len(manifest),
+            "shards": int(manifest["shard"].nunique()),
+            "labeler_sha256": store_version(store, model_key(stage)),
+            "mean_valid_fraction": float(manifest["valid_fraction"].mean()),
+            "counts": MetadataValue.md("```\n" + counts.to_string(index=False) + "\n```"),
+        },
+        data_version=DataVersion(store_version(store, f"{prefix}/manifest.parquet")),
+    )
+
+
+@asset(group_name="curation", deps=[AssetKey("unlabeled_pool"), AssetKey("scene_invariant_labeler")],
+       code_version="pseudo-1")
+def stage1_pseudo_labels(context: AssetExecutionContext, dap: DapConfigResource, storage: StorageResource) -> MaterializeResult:
+    """Stage-1 metric depth for every pool sample: shards under `pseudo/stage1/` + manifest."""
+    return _pseudo(context, dap, storage, "stage1", "pseudo/stage1")
+
+
+@asset(group_name="curation", deps=[stage1_pseudo_labels, AssetKey("labeled_panoramas")], code_version="disc-1",
+       kinds={"pytorch", "mlflow"})
+def depth_discriminator(context: AssetExecutionContext, dap: DapConfigResource, storage: StorageResource,
+                        mlflow: MlflowResource) -> MaterializeResult:
+    """PatchGAN (labelled GT real, stage-1 predictions fake) and its realism score per pool
+    pseudo-label (`curation/scores.parquet`); the Spearman correlation between score and true
+    AbsRel on pool samples with withheld GT is measured and logged (never trained on)."""
+    cfg, store = dap.get(), storage.store()
+    mlflow.setup()
+    res = run_discriminator(cfg, store, store.fetch(model_key("stage1")), pipeline_run=context.run.run_id,
+                            progress=False)
+    meta = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in res.items()}
+    return MaterializeResult(
+        metadata={**{k: v for k, v in meta.items() if v is not None}, "model_key": DISC_KEY},
+        data_version=DataVersion(res["checkpoint_sha256"]),
+    )
+
+
+@asset(group_name="curation", deps=[depth_discriminator], code_version="curate-1")
+def curated_pseudo_labels(context: AssetExecutionContext, dap: DapConfigResource, storage: StorageResource) -> MaterializeResult:
+    """Top-K indoor + top-K outdoor stage-1 pseudo-labels by discriminator score (or K random
+    ones: `curation.selection=random`), under `pseudo/curated/` with a pandera-validated manifest."""
+    cfg, store = dap.get(), storage.store()
+    summary = run_curation(cfg, store)
+    return MaterializeResult(
+        metadata=summary,
+        data_version=DataVersion(store_version(store, "pseudo/curated/manifest.parquet")),
+    )
+
+
+@asset(group_name="curation", deps=[AssetKey("unlabeled_pool"), AssetKey("realism_invariant_labeler")],
+       code_version="pseudo-1")
+def stage2_pseudo_labels(context: AssetExecutionContext, dap: DapConfigResource, storage: StorageResource) -> MaterializeResult:
+    """Stage-2 metric depth for the whole pool: shards under `pseudo/stage2/` + manifest."""
+    return _pseudo(context, dap, storage, "stage2", "pseudo/stage2")

@@ -1,0 +1,73 @@
+"""The three trainings: `scene_invariant_labeler` (stage 1), `realism_invariant_labeler`
+(stage 2), `dap_depth_model` (stage 3, the GPU job: an external torchrun process through
+dagster-pipes, in the `gpu` pool, with its Kubernetes GPU request as op tags)."""
+
+
+import shutil
+import sys
+
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    DataVersion,
+    MaterializeResult,
+    PipesSubprocessClient,
+    asset,
+)
+
+from dap_assets.policies import GPU_POOL, gpu_op_tags
+from dap_assets.resources import DapConfigResource, MlflowResource, StorageResource
+from dap_model.training.launch import result_metadata
+from dap_model.training.stages import model_key, run_stage
+
+
+def _materialize(result) -> MaterializeResult:
+    return MaterializeResult(
+        metadata={**result_metadata(result), "model_key": model_key(result.stage)},
+        data_version=DataVersion(result.checkpoint_hash),
+    )
+
+
+@asset(group_name="training", deps=[AssetKey("labeled_panoramas")], code_version="train-1", kinds={"pytorch", "mlflow"})
+def scene_invariant_labeler(context: AssetExecutionContext, dap: DapConfigResource, storage: StorageResource,
+                            mlflow: MlflowResource) -> MaterializeResult:
+    """Stage 1: the DAP model trained on labelled (synthetic) panoramas only."""
+    mlflow.setup()
+    return _materialize(run_stage(dap.get(), storage.store(), "stage1", pipeline_run=context.run.run_id, progress=False))
+
+
+@asset(group_name="training", deps=[AssetKey("labeled_panoramas"), AssetKey("curated_pseudo_labels"),
+                                    scene_invariant_labeler], code_version="train-1", kinds={"pytorch", "mlflow"})
+def realism_invariant_labeler(context: AssetExecutionContext, dap: DapConfigResource, storage: StorageResource,
+                              mlflow: MlflowResource) -> MaterializeResult:
+    """Stage 2: labelled + curated stage-1 pseudo-labels, starting from stage 1."""
+    mlflow.setup()
+    return _materialize(run_stage(dap.get(), storage.store(), "stage2", pipeline_run=context.run.run_id, progress=False))
+
+
+def launch_command(cfg, overrides: list[str], pipeline_run: str) -> list[str]:
+    """`python -m dap_model.training.launch` for one process, torchrun (`torch.distributed.run`) for more."""
+    args = ["-m", "dap_model.training.launch", "--stage", "stage3", "--profile", cfg.profile,
+            "--pipeline-run", pipeline_run, "--no-progress"]
+    for o in overrides:
+        args += ["--set", o]
+    n = cfg.ops.gpus_per_run
+    if n == 1:
+        return [sys.executable, *args]
+    torchrun = shutil.which("torchrun")
+    head = [torchrun] if torchrun else [sys.executable, "-m", "torch.distributed.run"]
+    return [*head, "--standalone", f"--nproc_per_node={n}", *args]
+
+
+@asset(group_name="training", deps=[AssetKey("labeled_panoramas"), AssetKey("stage2_pseudo_labels"),
+                                    realism_invariant_labeler],
+       pool=GPU_POOL, op_tags=gpu_op_tags(), code_version="train-1", kinds={"pytorch", "mlflow"})
+def dap_depth_model(context: AssetExecutionContext, dap: DapConfigResource, mlflow: MlflowResource) -> MaterializeResult:
+    """Stage 3 (the GPU job): labelled + every stage-2 pseudo-label, as an external (torchrun)
+    process that reports back through dagster-pipes; on CPU the same code runs in one process."""
+    cfg = dap.get()
+    mlflow.setup()
+    cmd = launch_command(cfg, list(dap.overrides), context.run.run_id)
+    context.log.info(" ".join(cmd))
+    env = {"MLFLOW_TRACKING_URI": mlflow.tracking_uri()}
+    return PipesSubprocessClient(env=env).run(context=context, command=cmd).get_materialize_result()

@@ -1,0 +1,331 @@
+"""Discriminator-based curation of stage-1 pseudo-labels (DAP's realism-invariant step).
+
+1. `train_discriminator`: a PatchGAN sees (rgb, depth) pairs: labelled ground truth is "real";
+   stage-1 predictions are "fake" (on the labelled images, on pool images, or both —
+   `curation.disc_fake`).
+2. `score_pseudo_labels`: a realism score in (0,1) per pool pseudo-label.
+3. `pseudo_label_errors` + `rank_correlation`: where withheld ground truth exists (`web/gt/`,
+   `synth/gt/`; measurement only, never training), the Spearman correlation between score and
+   each pseudo-label's true AbsRel (a useful score correlates negatively).
+4. `select_top_k` + `write_curated`: top-K indoor + top-K outdoor by score (or K random ones: the
+   control), copied into `pseudo/curated/` shards with a pandera-validated manifest."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+import torch
+from tqdm import tqdm
+
+from dap_model.accel import resolve_device
+from dap_model.config import DapConfig, RESOLVED_CONFIG_NAME, write_resolved_config
+from dap_model.data.shards import Sample, ShardWriter
+from dap_model.errors import InputError
+from dap_model.metrics import depth_metrics
+from dap_model.training.data import (
+    Augment,
+    BatchLoader,
+    ShardSource,
+    ShardStream,
+    clean_depth,
+    decode_raw,
+    read_raw,
+    resize_pair,
+)
+from dap_model.training.pseudo import replace_prefix
+from dap_model.training.stages import fetch_all, manifest_shard_keys, split_shard_keys
+
+DISC_KEY = "models/discriminator/model.safetensors"
+SCORES_KEY = "curation/scores.parquet"
+CURATED_PREFIX = "pseudo/curated"
+
+CURATED_SCHEMA = pa.DataFrameSchema(
+    {
+        "key": pa.Column(str, unique=True),
+        "shard": pa.Column(str, pa.Check.str_matches(r"^curated-\d{6}\.tar$")),
+        "domain": pa.Column(str, pa.Check.isin(["indoor", "outdoor"])),
+        "source": pa.Column(str),
+        "score": pa.Column(float, pa.Check.in_range(0.0, 1.0)),
+        "rank": pa.Column(int, pa.Check.ge(1)),
+        "selected_by": pa.Column(str, pa.Check.isin(["discriminator", "random"])),
+    },
+    strict=True,
+    coerce=True,
+)
+
+
+def iter_depth_pairs(paths: list[Path], height: int) -> Iterator[tuple[str, np.ndarray, np.ndarray, dict]]:
+    """(key, rgb [height,2h,3] uint8, depth [height,2h] metres, meta) of shards in stored order."""
+    for path in paths:
+        for key, parts in read_raw(path):
+            rgb, depth, meta = decode_raw(key, parts, str(path))
+            if depth is None:
+                raise InputError(f"{path}:{key}: no depth")
+            rgb, depth = resize_pair(rgb, clean_depth(depth), height)
+            yield key, rgb, depth, meta
+
+
+def _to_tensors(rgbs, depths, device):
+    rgb = torch.from_numpy(np.stack(rgbs).transpose(0, 3, 1, 2).astype(np.float32) / 255.0).to(device)  # [B,3,H,W]
+    depth = torch.from_numpy(np.stack(depths)[:, None]).to(device)  # [B,1,H,W]
+    return rgb, depth
+
+
+def train_discriminator(cfg: DapConfig, store, stage1_model: str | Path, pseudo_prefix: str, progress: bool = True):
+    """Returns (discriminator in eval mode, per-step losses list)."""
+    from dap_model.models import build_discriminator, discriminator_loss, load_model
+
+    cc, tc = cfg.curation, cfg.train
+    device = resolve_device(tc.device)
+    torch.manual_seed(cc.seed)
+    disc = build_discriminator(cfg.discriminator).to(device).train()
+    opt = torch.optim.Adam(disc.parameters(), lr=cc.disc_lr, betas=(0.5, 0.999))
+    geo = Augment(flip_prob=tc.aug_flip_prob, roll_prob=tc.aug_roll_prob)
+    labeled = fetch_all(store, split_shard_keys(store, "labeled", "train"))
+    if not labeled:
+        raise InputError(f"{store.uri('labeled')}: no labelled train shards")
+    real = BatchLoader(
+        ShardStream([ShardSource("labeled", tuple(labeled))], tc.height, seed=cc.seed, shuffle_buffer=tc.shuffle_buffer, aug=geo),
+        cc.disc_batch_size,
+    )
+    pool_loader = None
+    if cc.disc_fake in ("pool", "both"):
+        pool_paths = fetch_all(store, manifest_shard_keys(store, pseudo_prefix))
+        pool_loader = BatchLoader(
+            ShardStream([ShardSource("pseudo", tuple(pool_paths))], tc.height, seed=cc.seed + 1,
+                        shuffle_buffer=tc.shuffle_buffer, aug=geo),
+            cc.disc_batch_size,
+        )
+    labeler = load_model(stage1_model, map_location=device).eval() if cc.disc_fake != "pool" else None
+    losses: list[dict[str, float]] = []
+    for step in tqdm(range(cc.disc_steps), desc="discriminator", disable=not progress):
+        rb = real.next_batch()
+        rgb_r, dep_r = rb["rgb"].to(device), rb["depth"].to(device)  # [B,3,H,W], [B,1,H,W]
+        fakes = []
+        if labeler is not None:
+            fakes.append((rgb_r, labeler.predict(rgb_r)))
+        if pool_loader is not None:
+            pb = pool_loader.next_batch()
+            fakes.append((pb["rgb"].to(device), pb["depth"].to(device)))
+        if len(fakes) == 2:  # half of each
+            n = max(1, cc.disc_batch_size // 2)
+            fakes = [(fakes[0][0][:n], fakes[0][1][:n]), (fakes[1][0][:n], fakes[1][1][:n])]
+        rgb_f = torch.cat([f[0] for f in fakes])
+        dep_f = torch.cat([f[1] for f in fakes]).detach()
+        d_real, d_fake = disc(rgb_r, dep_r), disc(rgb_f, dep_f)
+        loss = discriminator_loss(d_real, d_fake, cfg.discriminator.gan_loss)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append({
+            "disc/loss": float(loss.detach()),
+            "disc/real_logit": float(d_real.detach().mean()),
+            "disc/fake_logit": float(d_fake.detach().mean()),
+        })
+    return disc.eval(), losses
+
+
+def save_discriminator(disc, path: Path, cfg: DapConfig) -> Path:
+    from safetensors.torch import save_file
+
+    from dap_model.io import atomic_path
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in disc.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"dap.discriminator_config": cfg.discriminator.model_dump_json()})
+    write_resolved_config(cfg, path.parent)
+    return path
+
+
+@torch.no_grad()
+def score_pseudo_labels(cfg: DapConfig, disc, store, pseudo_prefix: str) -> pd.DataFrame:
+    """One row per pseudo-label: key, shard, domain, source, score."""
+    device = next(disc.parameters()).device
+    manifest = pd.read_parquet(store.fetch(f"{pseudo_prefix}/manifest.parquet")).set_index("key")
+    paths = fetch_all(store, manifest_shard_keys(store, pseudo_prefix))
+    out: list[dict] = []
+    batch: list = []
+
+    def flush():
+        rgb, depth = _to_tensors([b[1] for b in batch], [b[2] for b in batch], device)
+        for (key, *_), s in zip(batch, disc.score(rgb, depth).cpu().tolist()):
+            row = manifest.loc[key]
+            out.append({"key": key, "shard": row["shard"], "domain": row["domain"], "source": row["source"], "score": float(s)})
+        batch.clear()
+
+    for item in iter_depth_pairs(paths, cfg.train.height):
+        batch.append(item)
+        if len(batch) == cfg.train.eval_batch_size:
+            flush()
+    if batch:
+        flush()
+    return pd.DataFrame(out, columns=["key", "shard", "domain", "source", "score"])
+
+
+def pseudo_label_errors(cfg: DapConfig, store, pseudo_prefix: str) -> pd.DataFrame:
+    """True error of each pseudo-label that has withheld ground truth (`curation.gt_prefixes`):
+    key, gt_prefix, abs_rel, rmse, delta1. Empty when no ground truth is stored."""
+    gt: dict[str, tuple[str, np.ndarray]] = {}
+    for prefix in cfg.curation.gt_prefixes:
+        for k in split_shard_keys(store, prefix):
+            for key, parts in read_raw(Path(store.fetch(k))):
+                _, depth, _ = decode_raw(key, parts, k)
+                if depth is not None:
+                    gt[key] = (prefix, clean_depth(depth))
+    rows = []
+    if gt:
+        paths = fetch_all(store, manifest_shard_keys(store, pseudo_prefix))
+        for path in paths:
+            for key, parts in read_raw(path):
+                if key not in gt:
+                    continue
+                _, pseudo, _ = decode_raw(key, parts, str(path))
+                prefix, g = gt[key]
+                if pseudo.shape != g.shape:
+                    pseudo = torch.nn.functional.interpolate(
+                        torch.from_numpy(pseudo)[None, None], size=g.shape, mode="nearest"
+                    )[0, 0].numpy()
+                m = depth_metrics(pseudo, g, cap=cfg.eval.cap_m)
+                if m["n_valid"] > 0:
+                    rows.append({"key": key, "gt_prefix": prefix, "abs_rel": m["abs_rel"], "rmse": m["rmse"],
+                                 "delta1": m["delta1"]})
+    return pd.DataFrame(rows, columns=["key", "gt_prefix", "abs_rel", "rmse", "delta1"])
+
+
+def rank_correlation(scores: pd.DataFrame, errors: pd.DataFrame) -> dict[str, float]:
+    """Spearman rho (and p-value) between discriminator score and true AbsRel, over pseudo-labels
+    with ground truth; also per GT source. NaN when fewer than 3 pairs."""
+    from scipy.stats import spearmanr
+
+    joined = scores.merge(errors, on="key")
+    out: dict[str, float] = {"n": float(len(joined))}
+
+    def rho(df: pd.DataFrame) -> tuple[float, float]:
+        if len(df) < 3 or df["score"].nunique() < 2 or df["abs_rel"].nunique() < 2:
+            return float("nan"), float("nan")
+        r = spearmanr(df["score"], df["abs_rel"])
+        return float(r.statistic), float(r.pvalue)
+
+    out["spearman"], out["p_value"] = rho(joined)
+    for prefix, df in joined.groupby("gt_prefix"):
+        name = str(prefix).replace("/", "_")
+        out[f"spearman_{name}"], _ = rho(df)
+        out[f"n_{name}"] = float(len(df))
+    return out
+
+
+def select_top_k(scores: pd.DataFrame, k: int, selection: str, seed: int) -> pd.DataFrame:
+    """Top-`k` per domain by score ('discriminator') or `k` uniformly random ones ('random')."""
+    if scores.empty:
+        raise InputError("curation: no scored pseudo-labels")
+    parts = []
+    for domain, df in scores.groupby("domain", sort=True):
+        if selection == "discriminator":
+            df = df.sort_values(["score", "key"], ascending=[False, True]).head(k)
+        elif selection == "random":
+            rng = np.random.default_rng([seed, len(str(domain)), sum(map(ord, str(domain)))])
+            df = df.iloc[np.sort(rng.permutation(len(df))[:k])]
+        else:
+            raise InputError(f"curation.selection {selection!r}: expected discriminator | random")
+        parts.append(df.assign(rank=np.arange(1, len(df) + 1), selected_by=selection))
+    return pd.concat(parts, ignore_index=True)
+
+
+def write_curated(cfg: DapConfig, store, selected: pd.DataFrame, pseudo_prefix: str,
+                  out_prefix: str = CURATED_PREFIX) -> pd.DataFrame:
+    """Copy the selected pseudo-labels into `out_prefix` shards; manifest validated by CURATED_SCHEMA."""
+    wanted = selected.set_index("key")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_dir = Path(tmp)
+        writer = ShardWriter(tmp_dir, "curated", cfg.ingest.shard_size)
+        for shard in sorted(wanted["shard"].unique()):
+            key = f"{pseudo_prefix}/{shard}"
+            for k, parts in read_raw(Path(store.fetch(key))):
+                if k not in wanted.index:
+                    continue
+                rgb, depth, meta = decode_raw(k, parts, key)
+                r = wanted.loc[k]
+                name = writer.write(Sample(k, rgb, depth, meta={**meta, "score": float(r["score"]), "rank": int(r["rank"])}))
+                rows.append({"key": k, "shard": name, "domain": r["domain"], "source": r["source"],
+                             "score": float(r["score"]), "rank": int(r["rank"]), "selected_by": r["selected_by"]})
+        shards = writer.close()
+        manifest = CURATED_SCHEMA.validate(pd.DataFrame(rows))
+        if len(manifest) != len(selected):
+            raise InputError(f"curation: {len(selected) - len(manifest)} selected keys missing from {pseudo_prefix}")
+        manifest.to_parquet(tmp_dir / "manifest.parquet", index=False)
+        write_resolved_config(cfg, tmp_dir)
+        replace_prefix(store, out_prefix, tmp_dir, set(shards) | {"manifest.parquet", RESOLVED_CONFIG_NAME})
+    return manifest
+
+
+def run_discriminator(cfg: DapConfig, store, stage1_model: str | Path, pseudo_prefix: str = "pseudo/stage1",
+                      pipeline_run: str = "", work_dir: Path | None = None, progress: bool = True) -> dict:
+    """Train, save (`models/discriminator/`), score the pool's pseudo-labels (`curation/scores.parquet`),
+    measure the rank correlation; one MLflow run (stage `discriminator`). Returns a summary."""
+    import mlflow
+
+    from dap_model.training.checkpoint import file_sha256
+    from dap_model.training.stages import store_version
+    from dap_model.training.tracking import start_run
+
+    t0 = time.perf_counter()
+    tags = {"dap.stage": "discriminator", "dap.pipeline_run": pipeline_run, "dap.profile": cfg.profile,
+            "dap.data.labeled": store_version(store, "labeled/manifest.parquet"),
+            f"dap.data.{pseudo_prefix.replace('/', '_')}": store_version(store, f"{pseudo_prefix}/manifest.parquet")}
+    with start_run(cfg, "discriminator", None, tags) as run:
+        disc, losses = train_discriminator(cfg, store, stage1_model, pseudo_prefix, progress)
+        for i in range(0, len(losses), cfg.train.log_every):
+            mlflow.log_metrics(losses[i], step=i + 1)
+        scores = score_pseudo_labels(cfg, disc, store, pseudo_prefix)
+        errors = pseudo_label_errors(cfg, store, pseudo_prefix)
+        corr = rank_correlation(scores, errors)
+        scores = scores.merge(errors[["key", "abs_rel"]], on="key", how="left")
+        with tempfile.TemporaryDirectory() as tmp:
+            wd = Path(work_dir or tmp)
+            path = save_discriminator(disc, wd / "model.safetensors", cfg)
+            store.put_file(path, DISC_KEY)
+            store.put_file(wd / RESOLVED_CONFIG_NAME, f"models/discriminator/{RESOLVED_CONFIG_NAME}")
+            scores.assign(run_id=run.info.run_id).to_parquet(wd / "scores.parquet", index=False)
+            store.put_file(wd / "scores.parquet", SCORES_KEY)
+            digest = file_sha256(path)
+        mlflow.log_metrics({f"rank_corr/{k}": v for k, v in corr.items() if np.isfinite(v)})
+        mlflow.log_metric("disc/mean_score", float(scores["score"].mean()))
+        mlflow.set_tag("dap.checkpoint_sha256", digest)
+    return {
+        "mlflow_run_id": run.info.run_id,
+        "checkpoint_sha256": digest,
+        "n_scored": len(scores),
+        "final_loss": losses[-1]["disc/loss"],
+        "seconds": time.perf_counter() - t0,
+        **{f"rank_corr_{k}": v for k, v in corr.items()},
+    }
+
+
+def run_curation(cfg: DapConfig, store, pseudo_prefix: str = "pseudo/stage1") -> dict:
+    """Select top-K per domain from `curation/scores.parquet` and write `pseudo/curated/`."""
+    if not store.exists(SCORES_KEY):
+        raise InputError(f"{store.uri(SCORES_KEY)}: no scores (materialise depth_discriminator first)")
+    scores = pd.read_parquet(store.fetch(SCORES_KEY))
+    cc = cfg.curation
+    selected = select_top_k(scores, cc.top_k_per_domain, cc.selection, cc.seed)
+    manifest = write_curated(cfg, store, selected, pseudo_prefix)
+    sel = scores[scores["key"].isin(manifest["key"])]
+    summary = {
+        "selection": cc.selection,
+        "n_selected": len(manifest),
+        **{f"n_{d}": int((manifest["domain"] == d).sum()) for d in ("indoor", "outdoor")},
+        "mean_score_selected": float(sel["score"].mean()),
+        "mean_score_all": float(scores["score"].mean()),
+    }
+    if "abs_rel" in scores and scores["abs_rel"].notna().any():
+        summary["true_abs_rel_selected"] = float(sel["abs_rel"].mean())
+        summary["true_abs_rel_all"] = float(scores["abs_rel"].mean())
+    return summary
