@@ -191,7 +191,8 @@ def ingest_labeled(cfg: DapConfig, store: DataStore, source: str | None = None,
     pairs, metas, problems = scan(list_keys(src_store, root), root)
     skipped = [{"item": src_store.uri(k), "reason": r} for k, r in problems]
     if not pairs:
-        raise InputError(f"labelled source {src_desc}: no panorama_<i>.png / erp_distance_<i>.npy pairs found")
+        hint = " (materialise airsim360_scenes first)" if (source or ing.source) == "simulator" else ""
+        raise InputError(f"labelled source {src_desc}: no panorama_<i>.png / erp_distance_<i>.npy pairs found{hint}")
     domains: dict[str, str] = {}
     for seq in sorted({p.sequence for p in pairs}):
         dom = ing.default_domain
