@@ -95,17 +95,30 @@ def configured_benchmarks(cfg: DapConfig, store) -> tuple[dict[str, Any], dict[s
 
 
 def evaluate_models(cfg: DapConfig, models: list[ModelEntry], readers: dict[str, Any],
-                    figure_for: set[str] = frozenset(), log=print) -> dict[str, dict[str, EvalResult]]:
+                    figure_for: set[str] = frozenset(), log=print,
+                    skipped: dict[str, str] | None = None) -> dict[str, dict[str, EvalResult]]:
+    """model name -> benchmark -> result. A benchmark that has no sample with ground truth is
+    dropped (reason in `skipped`); a model that cannot be loaded raises."""
     from dap_model.inference import load_checkpoint, pick_device
 
     device = pick_device(cfg.eval.device)
+    readers = dict(readers)
+    skipped = skipped if skipped is not None else {}
     out: dict[str, dict[str, EvalResult]] = {}
     for m in models:
         model = load_checkpoint(m.checkpoint, cfg, device)
         out[m.name] = {}
-        for bench, reader in readers.items():
-            res = evaluate(model, reader, cfg, benchmark=bench, device=device,
-                           figure_samples=cfg.eval.figure_samples if m.name in figure_for else 0)
+        for bench, reader in list(readers.items()):
+            try:
+                res = evaluate(model, reader, cfg, benchmark=bench, device=device,
+                               figure_samples=cfg.eval.figure_samples if m.name in figure_for else 0)
+            except InputError as err:
+                skipped[bench] = str(err)
+                del readers[bench]
+                for done in out.values():
+                    done.pop(bench, None)
+                log(f"{bench}: skipped ({err})")
+                continue
             out[m.name][bench] = res
             log(f"{m.name} on {bench}: n={int(res.metrics['n_images'])} abs_rel={res.metrics['abs_rel']:.4f} "
                 f"delta1={res.metrics['delta1']:.4f} ({res.seconds:.1f}s)")
@@ -405,6 +418,7 @@ def run_benchmark_report(
     import mlflow
 
     from dap_model.compare import comparison_table, fetch_runs
+    from dap_model.errors import DapError
     from dap_model.tracking import setup_mlflow
     from dap_model.training.tracking import log_metrics_to_run, set_alias
 
@@ -419,7 +433,18 @@ def run_benchmark_report(
     all_models = list(models)
     if champ is not None and champ.version != final_entry.version:
         all_models.append(champ)
-    results = evaluate_models(cfg, all_models, readers, figure_for={final}, log=log)
+    results = evaluate_models(cfg, models, readers, figure_for={final}, log=log, skipped=skipped)
+    readers = {b: r for b, r in readers.items() if b in results[final]}
+    if not readers:
+        raise InputError("no benchmark has ground truth: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    champ_error = None
+    if champ is not None and champ in all_models:
+        try:
+            results.update(evaluate_models(cfg, [champ], readers, log=log, skipped=skipped))
+        except DapError as err:
+            champ_error = f"the champion (version {champ.version}) could not be evaluated: {err}"
+            all_models.remove(champ)
+            log(champ_error)
     logged = []
     for m in models:
         if m.run_id:
@@ -427,6 +452,9 @@ def run_benchmark_report(
             logged.append(m.run_id)
     gate = champion_gate(cfg, results[final], results.get("champion") if champ else None,
                          final_entry.version, champ.version if champ else None)
+    if champ_error:
+        gate = GateResult(False, False, champ.version, final_entry.version, cfg.eval.primary_metric,
+                          message=champ_error + "; alias unchanged (move it by hand if intended)")
     if gate.promote and final_entry.version:
         set_alias(cfg, final_entry.version)
     comparison = None
