@@ -81,7 +81,8 @@ class SimConfig(Section):
     max_depth_m: float = Field(
         1000.0, gt=0, le=100000, description="depth sensor range: farther surfaces are stored as 0 (invalid)"
     )
-    threads: int = Field(0, ge=0, le=256, description="torch threads while rendering; 0 = leave as is")
+    threads: int = Field(0, ge=0, le=256, description="torch threads per rendering process; 0 = leave as is")
+    workers: int = Field(1, ge=1, le=256, description="processes rendering sequences in parallel")
 
 
 class IngestConfig(Section):

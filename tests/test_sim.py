@@ -180,3 +180,13 @@ def test_cli_rejects_bad_input(tmp_path, capsys):
     (tmp_path / "f").write_text("x")
     assert dap_main(["simulate", "--out", str(tmp_path / "f"), "--profile", "test"]) == 2
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_worker_processes_write_the_same_files(tmp_path):
+    from dap_model.config import load_config
+    from dap_model.sim.airsim360 import simulate
+
+    over = ["sim.scenes=2", "sim.frames_per_scene=1", "sim.height=16", "sim.threads=1"]
+    one = simulate(tmp_path / "one", load_config("test", over))
+    two = simulate(tmp_path / "two", load_config("test", over + ["sim.workers=2"]))
+    assert one.version == two.version and one.files == two.files and one.domains == two.domains

@@ -7,7 +7,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import multiprocessing as mp
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,8 +81,38 @@ def _png_bytes(rgb: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+def render_plan(plan: SequencePlan, sim: SimConfig) -> tuple[str, list[tuple[str, bytes]]]:
+    """Render one sequence → (domain, [(file name, bytes)]) in the AirSim360 layout."""
+    with _threads(sim.threads):
+        scene, frames = render_sequence(
+            plan.kind, plan.seed, sim.frames_per_scene, sim.height, sim.style,
+            shadows=sim.shadows, max_depth_m=sim.max_depth_m,
+            camera_height_m=sim.camera_height_m if sim.scene == "calibration" else None,
+        )
+    meta = {
+        "sequence": plan.name, "kind": scene.kind, "domain": scene.domain, "seed": plan.seed,
+        "style": sim.style, "height": sim.height, "width": 2 * sim.height,
+        "depth": "euclidean ray distance, metres, float32; 0 = invalid (sky or beyond range)",
+        "max_depth_m": sim.max_depth_m,
+        "frames": [
+            {"index": f.index, "position": [round(float(x), 6) for x in f.position],
+             "rotation": [[round(float(x), 9) for x in row] for row in f.rotation]}
+            for f in frames
+        ],
+        "scene": scene.summary(),
+    }
+    if sim.scene == "calibration":
+        meta["camera_height_m"] = sim.camera_height_m
+    blobs = [(panorama_name(f.index), _png_bytes(f.rgb)) for f in frames]
+    blobs += [(depth_name(f.index), _npy_bytes(f.depth)) for f in frames]
+    blobs.append((META_NAME, json.dumps(meta, sort_keys=True, indent=1).encode()))
+    return scene.domain, blobs
+
+
 def simulate(out_dir: str | Path, cfg: DapConfig, progress: Callable[[str], None] | None = None) -> SimResult:
-    """Render `cfg.sim` into `out_dir` (AirSim360 layout); resolved config written beside it."""
+    """Render `cfg.sim` into `out_dir` (AirSim360 layout); resolved config written beside it.
+
+    `sim.workers` > 1 renders sequences in that many processes; the files are the same."""
     sim = cfg.sim
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -89,40 +121,26 @@ def simulate(out_dir: str | Path, cfg: DapConfig, progress: Callable[[str], None
     domains: dict[str, int] = {}
     total = 0
     plans = plan_sequences(sim)
-    with _threads(sim.threads):
-        for plan in plans:
-            scene, frames = render_sequence(
-                plan.kind, plan.seed, sim.frames_per_scene, sim.height, sim.style,
-                shadows=sim.shadows, max_depth_m=sim.max_depth_m,
-                camera_height_m=sim.camera_height_m if sim.scene == "calibration" else None,
-            )
-            seq_dir = out / plan.name
-            meta = {
-                "sequence": plan.name, "kind": scene.kind, "domain": scene.domain, "seed": plan.seed,
-                "style": sim.style, "height": sim.height, "width": 2 * sim.height,
-                "depth": "euclidean ray distance, metres, float32; 0 = invalid (sky or beyond range)",
-                "max_depth_m": sim.max_depth_m,
-                "frames": [
-                    {"index": f.index, "position": [round(float(x), 6) for x in f.position],
-                     "rotation": [[round(float(x), 9) for x in row] for row in f.rotation]}
-                    for f in frames
-                ],
-                "scene": scene.summary(),
-            }
-            if sim.scene == "calibration":
-                meta["camera_height_m"] = sim.camera_height_m
-            blobs = [(panorama_name(f.index), _png_bytes(f.rgb)) for f in frames]
-            blobs += [(depth_name(f.index), _npy_bytes(f.depth)) for f in frames]
-            blobs.append((META_NAME, json.dumps(meta, sort_keys=True, indent=1).encode()))
+    if sim.workers > 1 and len(plans) > 1:
+        pool = ProcessPoolExecutor(min(sim.workers, len(plans)), mp_context=mp.get_context("spawn"))
+        results = pool.map(render_plan, plans, [sim] * len(plans))
+    else:
+        pool = None
+        results = (render_plan(p, sim) for p in plans)
+    try:
+        for plan, (domain, blobs) in zip(plans, results):
             for name, data in blobs:
-                atomic_write_bytes(seq_dir / name, data)
+                atomic_write_bytes(out / plan.name / name, data)
                 rel = f"{plan.name}/{name}"
                 files.append(rel)
                 digest.update(rel.encode() + b"\0" + hashlib.sha256(data).digest())
-            domains[scene.domain] = domains.get(scene.domain, 0) + 1
-            total += len(frames)
+            domains[domain] = domains.get(domain, 0) + 1
+            total += len(blobs) // 2
             if progress:
-                progress(f"{plan.name}: {len(frames)} frames")
+                progress(f"{plan.name}: {len(blobs) // 2} frames")
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     write_resolved_config(cfg, out)
     return SimResult(str(out), [p.name for p in plans], total, domains, digest.hexdigest()[:16], files)
 
