@@ -190,3 +190,23 @@ def test_worker_processes_write_the_same_files(tmp_path):
     one = simulate(tmp_path / "one", load_config("test", over))
     two = simulate(tmp_path / "two", load_config("test", over + ["sim.workers=2"]))
     assert one.version == two.version and one.files == two.files and one.domains == two.domains
+
+
+def test_shadow_grouping_matches_brute_force():
+    scene = make_scene("city", 6)
+    pos = trajectory(scene, 1, 2)[0]
+    prims = raycast.Prims.from_scene(scene, pos)
+    gen = torch.Generator().manual_seed(0)
+    pts = (torch.rand(3000, 3, generator=gen) - 0.5) * torch.tensor([400.0, 0.0, 400.0])
+    pts[:, 1] = torch.rand(3000, generator=gen) * 30 - pos[1] + 0.01  # camera-relative, above ground
+    valid = torch.rand(3000, generator=gen) < 0.9
+    light = torch.nn.functional.normalize(torch.tensor([0.4, 0.7, -0.3]), dim=0)
+    fast = raycast.cast_shadow(pts, valid, light, prims, group=64)
+    brute = torch.zeros(3000, dtype=torch.bool)
+    d = light.expand(1, 1, 3)
+    for kind in ("box", "sphere", "cylinder"):
+        t = raycast.KERNELS[kind](pts[:, None, :], d, prims.params[kind][None])  # [N,P]
+        brute |= torch.isfinite(t).any(1)
+    brute &= valid
+    assert 0 < int(brute.sum()) < int(valid.sum())
+    assert torch.equal(fast, brute)
