@@ -53,6 +53,17 @@ class EvalResult:
         }
 
 
+def json_safe(obj: Any) -> Any:
+    """Non-finite floats → None (strict JSON has no NaN), recursively."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def better(metric: str, a: float, b: float) -> bool:
     """Is value `a` strictly better than `b` for `metric`?"""
     return a < b if metric in LOWER_IS_BETTER else a > b

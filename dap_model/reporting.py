@@ -23,7 +23,7 @@ import pandas as pd
 
 from dap_model.config import DapConfig, project_dir
 from dap_model.errors import InputError
-from dap_model.evaluation import LOWER_IS_BETTER, EvalResult, FigureSample, better, evaluate
+from dap_model.evaluation import LOWER_IS_BETTER, EvalResult, FigureSample, better, evaluate, json_safe
 from dap_model.metrics import METRIC_NAMES
 
 # DESIGN §6: DAP's published zero-shot numbers (AbsRel, δ1) by reader format, for reference.
@@ -382,7 +382,7 @@ def write_report(
             "gate": {k: v for k, v in gate.__dict__.items()},
             "models": [m.__dict__ for m in models],
         }
-        (tmp / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
+        (tmp / "metrics.json").write_text(json.dumps(json_safe(summary), indent=2, default=str, allow_nan=False))
         final_dir = root / label
         if final_dir.exists():
             trash = Path(tempfile.mkdtemp(prefix=f".{label}.old.", suffix=".tmp", dir=root))

@@ -26,7 +26,8 @@ def _write_npy_bench(root: Path, n: int = 3, seed: int = 0) -> None:
     root.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         cv2.imwrite(str(root / f"pano{i}_rgb.png"), rng.integers(0, 256, (H, W, 3), dtype=np.uint8))
-        d = rng.uniform(0.5, 120.0, (H, W)).astype(np.float32)  # some beyond the 100 m cap
+        d = rng.uniform(0.5, 40.0, (H, W)).astype(np.float32)  # no pixel in the 50-100 m bin
+        d[1, :6] = 120.0  # beyond the 100 m cap: not scored
         d[0, :4] = 0
         np.save(root / f"pano{i}_depth.npy", d)
 
@@ -55,8 +56,9 @@ def test_evaluate_matches_independent_recomputation(tmp_path, ckpt):
     rc = main(["evaluate", "--checkpoint", str(ckpt), "--format", "npy", "--root", str(bench),
                "--out", str(out), "--save-predictions", str(tmp_path / "pred"), "--profile", "test"])
     assert rc == 0
-    got = json.loads(out.read_text())
+    got = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
     assert got["n_images"] == 3
+    assert got["range_bins"]["50-100"]["n_pixels"] == 0 and got["range_bins"]["50-100"]["abs_rel"] is None
     per = []
     for i in range(3):
         gt = np.load(bench / f"pano{i}_depth.npy")
@@ -185,3 +187,19 @@ def test_predict_rejects_non_panorama(tmp_path, ckpt, capsys):
     _fails(capsys, ["predict", str(p), "--checkpoint", str(ckpt), "--out", str(tmp_path / "o"), "--profile", "test"],
            str(p), "not an equirectangular panorama")
     assert not (tmp_path / "o").exists()
+
+
+def test_upsampling_keeps_invalid_out_of_valid_depth():
+    import torch
+
+    from dap_model.inference import resize_depth
+
+    d = torch.tensor([[[[2.0, 4.0, 0.0, 8.0], [2.0, 4.0, 0.0, 8.0]]]])  # [1,1,2,4], column 2 invalid
+    up = resize_depth(d, (4, 8), "bilinear_valid")[0, 0]
+    vals = up[up > 0]
+    assert bool(((vals >= 2.0) & (vals <= 8.0)).all())  # no blend towards 0
+    assert bool((up[:, 4:6] == 0).all())  # the invalid column stays invalid (validity < 0.5)
+    # periodic: output column 0 (source x = -0.25) mixes the last column (8) with the first (2)
+    assert float(up[0, 0]) == pytest.approx(0.25 * 8.0 + 0.75 * 2.0)
+    near = resize_depth(d, (4, 8), "nearest")[0, 0]
+    assert set(near.unique().tolist()) == {0.0, 2.0, 4.0, 8.0}

@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from dap_model.benchmarks import open_benchmark
     from dap_model.errors import InputError
-    from dap_model.evaluation import evaluate
+    from dap_model.evaluation import evaluate, json_safe
     from dap_model.inference import load_checkpoint, pick_device
     from dap_model.io import atomic_write_text
 
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         "cap_m": cfg.eval.cap_m,
         "seconds": round(res.seconds, 3),
     }
-    atomic_write_text(args.out, json.dumps(out, indent=2, allow_nan=True) + "\n")
+    atomic_write_text(args.out, json.dumps(json_safe(out), indent=2, allow_nan=False) + "\n")
     m = res.metrics
     print(f"{args.format}: n_images={int(m['n_images'])} abs_rel={m['abs_rel']:.4f} rmse={m['rmse']:.3f} "
           f"delta1={m['delta1']:.4f} -> {args.out}")
