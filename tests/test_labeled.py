@@ -18,7 +18,7 @@ from dap_model.data.labeled import (
 )
 from dap_model.errors import InputError, StorageError
 from dap_model.sim.airsim360 import simulate
-from dap_model.storage import LocalStore, open_store
+from dap_model.storage import LocalStore, S3Store, open_store
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +81,15 @@ def test_local_and_s3_sources_give_the_same_manifest(layout, tmp_path, s3_env):
         s.split(str(layout) + "/", 1)[1] for s in m["source"]]
     assert res.version == res_s3.version
     assert all(s.startswith(f"s3://{s3_env['bucket']}/raw/airsim/") for s in res_s3.manifest["source"])
+
+    s3_store = S3Store(bucket=s3_env["bucket"], prefix="store", endpoint_url=s3_env["endpoint_url"])
+    ingest_labeled(cfg, s3_store, str(layout))  # an S3 data store as the destination
+    assert load_labeled_manifest(s3_store).equals(m)
+    got = {s.key: s for split in SPLITS for s in iter_labeled(s3_store, split)}
+    assert sorted(got) == sorted(m["key"])
+    for split in SPLITS:
+        for s in iter_labeled(local_store, split):
+            np.testing.assert_array_equal(s.depth, got[s.key].depth)
 
 
 def test_readers_round_trip_and_reingest_replaces_the_set(layout, tmp_path):
