@@ -128,7 +128,13 @@ class TimmViT(Backbone):
         if filter_fn is not None:
             sd = filter_fn(sd, self.vit)
         sd = {k: v for k, v in sd.items() if not k.startswith("head.")}
-        missing, unexpected = self.vit.load_state_dict(sd, strict=False)
+        try:
+            missing, unexpected = self.vit.load_state_dict(sd, strict=False)
+        except RuntimeError as err:  # shape mismatches
+            raise ConfigError(
+                f"model.pretrained {str(path)!r}: does not match {self._model_name!r} "
+                f"with {self._kwargs} ({str(err).splitlines()[1:3]})"
+            ) from err
         missing = [k for k in missing if not k.startswith("head.")]
         if missing or unexpected:
             raise ConfigError(
@@ -194,7 +200,7 @@ class HfViT(Backbone):
         self.num_prefix = 1 + int(getattr(c, "num_register_tokens", 0) or 0)
         self.taps = _check_taps(taps, self.num_layers, f"hf_{family}")
         self.tap_norm = tap_norm
-        self.final_norm = self.vit.norm if family == "dinov3" else self.vit.layernorm
+        self._norm_attr = "norm" if family == "dinov3" else "layernorm"  # not re-registered
 
     def forward(self, x: Tensor) -> list[Tensor]:
         b, _, h, w = x.shape
@@ -204,7 +210,7 @@ class HfViT(Backbone):
         for t in self.taps:
             tok = hidden[t + 1]  # [B, prefix + gh*gw, C]; hidden[0] is the embedding output
             if self.tap_norm:
-                tok = self.final_norm(tok)
+                tok = getattr(self.vit, self._norm_attr)(tok)
             tok = tok[:, self.num_prefix :]  # [B, gh*gw, C]
             feats.append(tok.transpose(1, 2).reshape(b, self.embed_dim, gh, gw))
         return feats

@@ -153,7 +153,8 @@ def save_model(model: DapModel, path: str | Path, cfg: ModelConfig | None = None
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> DapModel:
-    """Rebuild the architecture from the checkpoint's metadata and load its weights (no pickle)."""
+    """Rebuild the architecture from the checkpoint's metadata and load its weights (no pickle).
+    `path`: a `.safetensors` file or a folder holding `model.safetensors`. Returned in eval mode."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -169,4 +170,4 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> Da
     model = build_model(cfg, backbone_arch=arch)
     state = load_file(str(file), device=str(map_location))
     model.load_state_dict(state, strict=True)
-    return model.to(map_location)
+    return model.to(map_location).eval()
