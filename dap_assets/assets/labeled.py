@@ -30,7 +30,7 @@ def airsim360_scenes(context: AssetExecutionContext, dap: DapConfigResource, sto
     res = simulate_to_store(cfg, store, SIM_PREFIX, progress=context.log.info)
     return MaterializeResult(
         metadata={
-            "location": MetadataValue.url(res.out) if res.out.startswith("s3://") else MetadataValue.path(res.out),
+            "location": MetadataValue.path(_path_or_uri(store, SIM_PREFIX)),
             "sequences": len(res.sequences), "frames": res.frames, "per_domain": MetadataValue.json(res.domains),
             "height": cfg.sim.height, "style": cfg.sim.style, "version": res.version,
         },

@@ -51,8 +51,8 @@ def shell_t(o: Tensor, d: Tensor, p: Tensor) -> Tensor:
 def sphere_t(o: Tensor, d: Tensor, p: Tensor) -> Tensor:
     oc = o - p[..., 0:3]
     b = (oc * d).sum(-1)
-    c = (oc * oc).sum(-1) - p[..., 3] ** 2
-    disc = b * b - c
+    q = oc - b[..., None] * d  # closest approach of the line to the centre
+    disc = p[..., 3] ** 2 - (q * q).sum(-1)  # no b² − c cancellation for far spheres
     t = -b - torch.sqrt(disc.clamp_min(0))
     return torch.where((disc >= 0) & (t > 0), t, INF)
 
