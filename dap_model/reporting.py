@@ -475,9 +475,9 @@ def model_entry_from_metadata(name: str, stage: str, meta: dict[str, Any], store
                               registered_model: str = "dap-depth") -> ModelEntry:
     """A `ModelEntry` from a training asset's materialisation metadata: the MLflow run id
     (`run_id` / `mlflow_run_id`), the registered version (`model_version` / `version`) and the
-    checkpoint (`checkpoint` / `checkpoint_key` / `model_key`: a local path, a data-store key or
-    URI, or an MLflow model URI). Without a checkpoint, the registered version's
-    `models:/<name>/<version>`, else the stage's published `models/<stage>/model.safetensors`."""
+    checkpoint, in this order: an explicit `checkpoint` (local path, MLflow model URI), the
+    registered version `models:/<name>/<version>`, the data-store key `model_key` /
+    `checkpoint_key`, else the stage's published `models/<stage>/model.safetensors`."""
     from dap_model.inference import is_mlflow_uri
 
     def pick(*keys: str) -> str | None:
@@ -489,22 +489,25 @@ def model_entry_from_metadata(name: str, stage: str, meta: dict[str, Any], store
 
     run_id = pick("run_id", "mlflow_run_id")
     version = pick("model_version", "version", "registered_version")
-    ckpt = pick("checkpoint", "checkpoint_key", "model_key", "checkpoint_uri", "model_uri")
-    if ckpt is None and version is not None:
+    ckpt = pick("checkpoint", "checkpoint_uri", "model_uri")
+    if ckpt is None and version is not None:  # immutable, unlike a store key that the next run overwrites
         ckpt = f"models:/{registered_model}/{version}"
     if ckpt is None:
-        ckpt = f"models/{stage}/model.safetensors"
-    if not is_mlflow_uri(ckpt) and not Path(ckpt).exists():
-        key = ckpt
-        prefix = store.uri("")[:-1] if hasattr(store, "uri") else ""
-        if prefix and ckpt.startswith(prefix):
-            key = ckpt[len(prefix):]
-        if ckpt.startswith("file://"):
-            key = ckpt[len("file://"):]
-            if Path(key).exists():
-                return ModelEntry(name, stage, key, run_id, version)
-        try:
-            ckpt = str(store.fetch(key.lstrip("/")))
-        except Exception as err:
-            raise InputError(f"{name}: checkpoint {ckpt!r} not found ({err})") from None
+        ckpt = pick("checkpoint_key", "model_key") or f"models/{stage}/model.safetensors"
+    if is_mlflow_uri(ckpt):
+        return ModelEntry(name, stage, ckpt, run_id, version)
+    if ckpt.startswith("file://"):
+        ckpt = ckpt[len("file://"):]
+    if Path(ckpt).is_absolute():
+        if not Path(ckpt).exists():
+            raise InputError(f"{name}: checkpoint {ckpt} not found")
+        return ModelEntry(name, stage, ckpt, run_id, version)
+    key = ckpt  # a data-store key or URI (s3://bucket/prefix/key)
+    base = store.uri("x")[:-1]
+    if key.startswith(base):
+        key = key[len(base):]
+    try:
+        ckpt = str(store.fetch(key))
+    except Exception as err:
+        raise InputError(f"{name}: checkpoint {ckpt!r} not found in the data store ({err})") from None
     return ModelEntry(name, stage, ckpt, run_id, version)

@@ -193,3 +193,20 @@ def test_compare_errors_are_one_line(capsys):
     assert main(["compare", "--experiment", "nope", "--profile", "test"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [err[0]] and "experiment 'nope' not found" in err[0]
+
+
+def test_model_entry_from_training_metadata(tmp_path):
+    from dap_model.reporting import model_entry_from_metadata
+    from dap_model.storage import LocalStore
+
+    store = LocalStore(tmp_path / "data")
+    store.put_bytes("models/stage1/model.safetensors", b"weights")
+    e = model_entry_from_metadata("scene_invariant_labeler", "stage1",
+                                  {"mlflow_run_id": "abc", "model_version": "", "model_key": "models/stage1/model.safetensors"}, store)
+    assert (e.run_id, e.version, Path(e.checkpoint).read_bytes()) == ("abc", None, b"weights")
+    e = model_entry_from_metadata("dap_depth_model", "stage3", {"mlflow_run_id": "r", "model_version": "7"}, store, "dap-depth")
+    assert e.checkpoint == "models:/dap-depth/7" and e.version == "7"
+    from dap_model.errors import InputError
+
+    with pytest.raises(InputError, match="dap_depth_model: checkpoint 'models/stage3/model.safetensors' not found"):
+        model_entry_from_metadata("dap_depth_model", "stage3", {}, store)
