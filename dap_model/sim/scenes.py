@@ -272,10 +272,10 @@ def city(seed: int) -> Scene:
             for side in (-1, 1):
                 off = side * (street / 2 + sidewalk * 0.5)
                 u = rng.random()
+                px, pz = (s + off, t) if rng.random() < 0.5 else (t, s + off)
                 if u < 0.35:
-                    _tree(b, s + off, t, bark, leaves) if rng.random() < 0.5 else _tree(b, t, s + off, bark, leaves)
+                    _tree(b, px, pz, bark, leaves)
                 elif u < 0.45:
-                    px, pz = (s + off, t) if rng.random() < 0.5 else (t, s + off)
                     b.cylinder(px, pz, 0.09, 0.0, 6.5, metal)
                     b.box((px - 0.3, 6.5, pz - 0.3), (px + 0.3, 6.75, pz + 0.3), lampm)
             if rng.random() < 0.45:
