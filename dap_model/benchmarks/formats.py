@@ -11,7 +11,16 @@ import numpy as np
 
 from dap_model.errors import InputError
 
-from ._files import decode_npy, decode_npz, decode_png_u16, decode_rgb, posix_parent, read_bytes, read_exr_depth
+from ._files import (
+    clean_depth,
+    decode_npy,
+    decode_npz,
+    decode_png_u16,
+    decode_rgb,
+    posix_parent,
+    read_bytes,
+    read_exr_depth,
+)
 from .base import BenchmarkReader, BenchSample, PairedReader, check_pair, register
 from .cassini import cassini_to_erp
 
@@ -161,12 +170,7 @@ class Shards(BenchmarkReader):
             if s.depth is None:
                 continue
             name = f"{self.name(item)}:{s.key}.depth.npy"
-            depth = _clean(s.depth, name)
+            depth = clean_depth(s.depth, name)
             check_pair(s.rgb, depth, name, f"{self.name(item)}:{s.key}.rgb.png")
             yield BenchSample(key=s.key, rgb=s.rgb, depth=depth, source=name, meta=dict(s.meta))
 
-
-def _clean(depth: np.ndarray, name: str) -> np.ndarray:
-    from ._files import clean_depth
-
-    return clean_depth(depth, name)
