@@ -14,7 +14,7 @@ from torch import Tensor
 from dap_model.distill.faces import erp_depth_to_face_disparity
 
 
-def normalize_disparity(x: Tensor, valid: Tensor, eps: float = 1e-6) -> Tensor:
+def normalize_disparity(x: Tensor, valid: Tensor, eps: float = 1e-12) -> Tensor:
     """x, valid [N,P] → (x − median) / mean-absolute-deviation over each row's valid entries;
     invalid entries are 0."""
     x = torch.where(valid, x, torch.zeros_like(x))
@@ -23,10 +23,10 @@ def normalize_disparity(x: Tensor, valid: Tensor, eps: float = 1e-6) -> Tensor:
     dev = torch.where(valid, (x - med).abs(), torch.zeros_like(x))
     n = valid.sum(1, keepdim=True).clamp_min(1)  # [N,1]
     scale = dev.sum(1, keepdim=True) / n  # [N,1]
-    return torch.where(valid, (x - med) / (scale + eps), torch.zeros_like(x))
+    return torch.where(valid, (x - med) / scale.clamp_min(eps), torch.zeros_like(x))
 
 
-def affine_invariant_loss(student: Tensor, teacher: Tensor, valid: Tensor, eps: float = 1e-6) -> Tensor:
+def affine_invariant_loss(student: Tensor, teacher: Tensor, valid: Tensor, eps: float = 1e-12) -> Tensor:
     """student, teacher [N,...], valid [N,...] bool (one face per row) → scalar loss."""
     n = student.shape[0]
     s = student.reshape(n, -1).float()

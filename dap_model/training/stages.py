@@ -16,7 +16,7 @@ import pandas as pd
 
 from dap_model.config import DapConfig, RESOLVED_CONFIG_NAME, project_dir
 from dap_model.errors import InputError
-from dap_model.training.checkpoint import file_sha256
+from dap_model.training.checkpoint import safetensors_digest
 from dap_model.training.data import ShardSource
 
 
@@ -106,7 +106,7 @@ def stage_inputs(cfg: DapConfig, store, stage: str) -> StageInputs:
         if not store.exists(key):
             raise InputError(f"{store.uri(key)}: {spec.previous} model missing (materialise it first)")
         init = Path(store.fetch(key))
-        versions["init"] = file_sha256(init)
+        versions["init"] = safetensors_digest(init)
     val = fetch_all(store, split_shard_keys(store, "labeled", "val"))
     return StageInputs(sources, val, init, versions)
 
@@ -135,12 +135,18 @@ def run_stage(
     """Train `stage` on its inputs from the store; publish the final model to `models/<stage>/`."""
     from dap_model.training.trainer import train
 
+    from dap_model.distill.train import distill_paths
+
     inputs = stage_inputs(cfg, store, stage)
+    extra = distill_paths(cfg, store, stage)  # None unless cfg.distill is on for this stage
+    if extra:
+        inputs.data_versions["distill"] = store_version(store, "distill/manifest.parquet")
     run_dir = Path(run_dir) if run_dir else default_run_dir(cfg, stage, inputs.data_versions)
     result = train(
         cfg, stage, inputs.sources, inputs.val_paths, run_dir,
         pipeline_run=pipeline_run, data_versions=inputs.data_versions, init_from=inputs.init_from,
         register=register, log_model=log_model, progress=progress, stop_after=stop_after,
+        distill_paths=extra,
     )
     if result.step == cfg.train.steps and result.checkpoint_hash:
         final = result.checkpoint

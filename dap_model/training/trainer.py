@@ -107,6 +107,7 @@ def train(
     log_model: bool = True,
     progress: bool = True,
     stop_after: int | None = None,
+    distill_paths: list[Path] | None = None,
 ) -> TrainResult:
     """Train `cfg.train.steps` optimiser steps on `sources`, resuming from `run_dir/checkpoints`.
 
@@ -175,7 +176,12 @@ def train(
         sources, height=tc.height, seed=tc.seed, rank=d.rank, world=d.world,
         shuffle_buffer=tc.shuffle_buffer, aug=Augment.from_config(tc),
     )
-    loader = BatchLoader(stream, tc.batch_size, positions[d.rank])
+    distill = None
+    if distill_paths:  # Depth Anywhere term (dap_model.distill.train): labelled + unlabelled micro-batches
+        from dap_model.distill.train import DistillTerm
+
+        distill = DistillTerm(cfg, distill_paths, d.rank, d.world, step)
+    loader = BatchLoader(stream, distill.n_labeled if distill else tc.batch_size, positions[d.rank])
 
     mlflow = None
     if d.main:
@@ -184,7 +190,7 @@ def train(
         tags = {"dap.stage": stage, "dap.pipeline_run": pipeline_run, "dap.profile": cfg.profile}
         tags.update({f"dap.data.{k}": v for k, v in (data_versions or {}).items()})
         if init_from:
-            tags["dap.init_from"] = ckpt.file_sha256(init_from)
+            tags["dap.init_from"] = ckpt.safetensors_digest(init_from)
         run = start_run(cfg, stage, run_id, tags)
         run_id = run.info.run_id
         atomic_write_text(run_dir / RUN_ID_FILE, run_id)
@@ -243,8 +249,11 @@ def train(
             ctx = contextlib.nullcontext() if sync else net.no_sync()
             with ctx:
                 with autocast(device, tc.amp_dtype):
-                    out = net(rgb)
-                    total, terms = loss_fn(out, gt)
+                    if distill is None:
+                        out = net(rgb)
+                        total, terms = loss_fn(out, gt)
+                    else:
+                        total, terms = distill.objective(net, rgb, gt, loss_fn)
                 if not torch.isfinite(total):
                     raise FloatingPointError(f"{stage}: non-finite loss at step {step} ({batch['keys']})")
                 scaler.scale(total / tc.grad_accum).backward()
@@ -280,7 +289,7 @@ def train(
     if d.main:
         final = save_model(model, run_dir / FINAL_DIR / ckpt.MODEL_FILE, cfg.model)
         write_resolved_config(cfg, final.parent)
-        result.checkpoint_hash = ckpt.file_sha256(final)
+        result.checkpoint_hash = ckpt.safetensors_digest(final)
         metrics = validate(step)
         result.metrics = {f"val/{k}": v for k, v in metrics.items()} | {
             f"train/{k}": v for k, v in last_terms.items()

@@ -1,0 +1,30 @@
+"""Depth Anywhere branch: `perspective_pseudo_labels` — a perspective teacher on randomly rotated
+cube faces of the unlabeled pool, sky/watermark masked (`dap_model.distill`)."""
+
+from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
+
+from dap_assets.resources import DapConfigResource, StorageResource
+from dap_model.distill.pseudo import MANIFEST_KEY, build_perspective_pseudo_labels
+
+
+@asset(group_name="distill", deps=[AssetKey("unlabeled_pool")], code_version="distill-1", kinds={"pytorch"})
+def perspective_pseudo_labels(context: AssetExecutionContext, dap: DapConfigResource,
+                              storage: StorageResource) -> MaterializeResult:
+    """Teacher disparity + validity on K rotated cube-face sets per pool panorama, under `distill/`."""
+    cfg, store = dap.get(), storage.store()
+    res = build_perspective_pseudo_labels(cfg, store, progress=False)
+    m = res.manifest
+    kept = m[m["kept"]]
+    return MaterializeResult(metadata={
+        "manifest": store.uri(MANIFEST_KEY),
+        "teacher": res.teacher,
+        "teacher_source": res.teacher_source,
+        "mask": res.masker,
+        "face_w": res.face_w,
+        "samples": len(kept),
+        "dropped_rotations": int((~m["kept"]).sum()),
+        "dropped_faces": int(m["dropped_faces"].map(len).sum()),
+        "mean_valid_fraction": float(kept["valid_fraction"].mean()) if len(kept) else 0.0,
+        "shards": len(res.shards),
+        "head": MetadataValue.md("```\n" + m.drop(columns=["face_valid_fraction"]).head(8).to_string(index=False) + "\n```"),
+    })
