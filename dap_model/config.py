@@ -81,7 +81,11 @@ class SimConfig(Section):
     max_depth_m: float = Field(
         1000.0, gt=0, le=100000, description="depth sensor range: farther surfaces are stored as 0 (invalid)"
     )
-    threads: int = Field(0, ge=0, le=256, description="torch threads per rendering process; 0 = leave as is")
+    threads: int = Field(
+        1, ge=0, le=256,
+        description="torch threads per rendering process (0 = leave as is); 1 is fastest on a shared CPU, "
+        "scale with `workers` instead",
+    )
     workers: int = Field(1, ge=1, le=256, description="processes rendering sequences in parallel")
 
 
