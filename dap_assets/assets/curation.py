@@ -14,6 +14,7 @@ from dagster import (
 )
 
 from dap_assets.resources import DapConfigResource, MlflowResource, StorageResource
+from dap_model.training.checkpoint import safetensors_digest
 from dap_model.training.curation import DISC_KEY, run_curation, run_discriminator
 from dap_model.training.pseudo import pseudo_label_pool
 from dap_model.training.stages import model_key, store_version
@@ -28,7 +29,7 @@ def _pseudo(context, dap, storage, stage: str, prefix: str) -> MaterializeResult
             "prefix": store.uri(prefix),
             "samples": len(manifest),
             "shards": int(manifest["shard"].nunique()),
-            "labeler_sha256": store_version(store, model_key(stage)),
+            "labeler_sha256": safetensors_digest(store.fetch(model_key(stage))),
             "mean_valid_fraction": float(manifest["valid_fraction"].mean()),
             "counts": MetadataValue.md("```\n" + counts.to_string(index=False) + "\n```"),
         },

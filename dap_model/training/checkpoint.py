@@ -143,3 +143,25 @@ def file_sha256(path: str | Path, n: int = 16) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()[:n]
+
+
+def safetensors_digest(path: str | Path, n: int = 16) -> str:
+    """Content hash of a safetensors file: its header with keys sorted (safetensors writes the
+    metadata map in a per-process random order) followed by the tensor bytes."""
+    import json
+    import struct
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        raw = fh.read(8)
+        if len(raw) != 8:
+            raise InputError(f"{path}: not a safetensors file")
+        (size,) = struct.unpack("<Q", raw)
+        try:
+            header = json.loads(fh.read(size))
+        except ValueError:
+            raise InputError(f"{path}: not a safetensors file") from None
+        h.update(json.dumps(header, sort_keys=True).encode())
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:n]

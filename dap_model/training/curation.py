@@ -272,7 +272,7 @@ def run_discriminator(cfg: DapConfig, store, stage1_model: str | Path, pseudo_pr
     measure the rank correlation; one MLflow run (stage `discriminator`). Returns a summary."""
     import mlflow
 
-    from dap_model.training.checkpoint import file_sha256
+    from dap_model.training.checkpoint import safetensors_digest
     from dap_model.training.stages import store_version
     from dap_model.training.tracking import start_run
 
@@ -295,7 +295,7 @@ def run_discriminator(cfg: DapConfig, store, stage1_model: str | Path, pseudo_pr
             store.put_file(wd / RESOLVED_CONFIG_NAME, f"models/discriminator/{RESOLVED_CONFIG_NAME}")
             scores.assign(run_id=run.info.run_id).to_parquet(wd / "scores.parquet", index=False)
             store.put_file(wd / "scores.parquet", SCORES_KEY)
-            digest = file_sha256(path)
+            digest = safetensors_digest(path)
         mlflow.log_metrics({f"rank_corr/{k}": v for k, v in corr.items() if np.isfinite(v)})
         mlflow.log_metric("disc/mean_score", float(scores["score"].mean()))
         mlflow.set_tag("dap.checkpoint_sha256", digest)

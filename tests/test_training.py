@@ -1,0 +1,224 @@
+"""Trainer: schedules, augmentations, the streaming data position, atomic checkpoints, exact
+resume after SIGKILL, DDP (gloo, 2 processes on CPU), bf16 on CUDA (skipped without one)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dap_model.config import load_config
+from dap_model.training import checkpoint as ckpt
+from dap_model.training.data import Augment, BatchLoader, ShardSource, ShardStream, augment
+from dap_model.training.schedule import lr_factor
+from tests.training_data import build_store
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_lr_schedule_warmup_then_decay():
+    f = [lr_factor(s, 100, 10, "cosine", 0.1) for s in range(100)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(f[10:], f[11:]))
+    assert f[-1] == pytest.approx(0.1, abs=0.01)
+    lin = [lr_factor(s, 100, 0, "linear", 0.0) for s in range(101)]
+    assert lin[50] == pytest.approx(0.5) and lin[100] == pytest.approx(0.0)
+    assert lr_factor(70, 100, 5, "constant", 0.0) == 1.0
+
+
+def test_roll_and_flip_move_rgb_and_depth_together():
+    rng = np.random.default_rng(0)
+    depth = rng.uniform(1, 50, (16, 32)).astype(np.float32)
+    rgb = np.repeat((depth / 50.0)[..., None], 3, axis=2).astype(np.float32)  # rgb encodes depth
+    aug = Augment(flip_prob=0.5, roll_prob=1.0, jitter_prob=0.0)
+    changed = 0
+    for seed in range(12):
+        r, d = augment(rgb, depth, np.random.default_rng(seed), aug)
+        np.testing.assert_allclose(r[..., 0] * 50.0, d, rtol=1e-5)
+        changed += not np.array_equal(d, depth)
+        r2, d2 = augment(rgb, depth, np.random.default_rng(seed), aug)
+        assert np.array_equal(r, r2) and np.array_equal(d, d2)
+    assert changed >= 10
+    # a roll never changes the set of depth values per row (yaw shift)
+    np.testing.assert_allclose(np.sort(d, axis=1), np.sort(depth, axis=1))
+    jit = Augment(jitter_prob=1.0, brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05)
+    colour = rng.uniform(0, 1, (16, 32, 3)).astype(np.float32)
+    r, d = augment(colour, depth, np.random.default_rng(3), jit)
+    assert np.array_equal(d, depth) and not np.allclose(r, colour) and r.min() >= 0 and r.max() <= 1
+
+
+@pytest.fixture
+def store_root(tmp_path):
+    return build_store(tmp_path / "store", h=32, n_train=10, shard_size=3)
+
+
+def _train_paths(root: Path) -> tuple[Path, ...]:
+    return tuple(sorted((root / "labeled").glob("train-*.tar")))
+
+
+def test_stream_restarts_exactly_at_its_data_position(store_root):
+    src = [ShardSource("labeled", _train_paths(store_root))]
+    stream = ShardStream(src, height=16, seed=3, shuffle_buffer=4, aug=Augment(0.5, 1.0, 0.8, 0.2, 0.2, 0.2, 0.02))
+    full = BatchLoader(stream, 3)
+    batches = [full.next_batch() for _ in range(7)]  # 21 samples: crosses into epoch 2 (10 per epoch)
+    assert full.position == (2, 1)
+    resumed = BatchLoader(stream, 3, position=(1, 2))  # after 4 batches = 12 samples
+    for b in batches[4:]:
+        r = resumed.next_batch()
+        assert r["keys"] == b["keys"]
+        assert torch.equal(r["rgb"], b["rgb"]) and torch.equal(r["depth"], b["depth"])
+    e0 = [k for b in batches[:4] for k in b["keys"]][:10]
+    assert sorted(e0) == sorted(f"lab_train_{i:04d}" for i in range(10))  # an epoch is a permutation
+    e1 = [k for b in batches for k in b["keys"]][10:20]
+    assert e1 != e0  # reshuffled per epoch
+
+
+@pytest.mark.parametrize("world", [2, 5])  # 4 shards: split by shard (2) / by sample (5)
+def test_ranks_partition_each_epoch(store_root, world):
+    src = [ShardSource("labeled", _train_paths(store_root))]
+    seen = []
+    for rank in range(world):
+        s = ShardStream(src, height=16, seed=0, rank=rank, world=world, shuffle_buffer=2)
+        seen += [x["key"] for x in s.iter_epoch(0)]
+    assert sorted(seen) == sorted(f"lab_train_{i:04d}" for i in range(10))
+
+
+def test_checkpoints_are_atomic_pruned_and_load_weights_only(tmp_path):
+    cfg = load_config("test")
+    torch.manual_seed(0)
+    np.random.seed(0)
+    state = {"step": 3, "rng": [ckpt.rng_state()], "data_positions": [[1, 5]], "optimizer": {"state": {}, "param_groups": []}}
+    weights = lambda p: p.write_bytes(b"w")  # noqa: E731
+    d = tmp_path / "ck"
+    (d / ".step-00000009.abc.tmp").mkdir(parents=True)  # a killed writer's leftover
+    for step in (2, 4, 6):
+        ckpt.save_checkpoint(d, step, weights, state | {"step": step}, cfg, keep=2)
+    assert [s for s, _ in ckpt.list_checkpoints(d)] == [4, 6]
+    assert ckpt.clean_temporaries(d) == [d / ".step-00000009.abc.tmp"]
+    assert sorted(p.name for p in d.iterdir()) == ["step-00000004", "step-00000006"]
+    loaded = ckpt.load_trainer_state(d / "step-00000006")
+    assert loaded["step"] == 6 and loaded["data_positions"] == [[1, 5]]
+    a = torch.rand(3)
+    ckpt.set_rng_state(loaded["rng"][0])
+    torch.manual_seed(0)
+    assert torch.equal(torch.rand(3), a)
+    # a failing weight writer leaves no folder behind
+    with pytest.raises(OSError):
+        ckpt.save_checkpoint(d, 8, lambda p: (_ for _ in ()).throw(OSError("disk full")), state, cfg, keep=2)
+    assert sorted(p.name for p in d.iterdir()) == ["step-00000004", "step-00000006"]
+    (d / "step-00000006" / ckpt.STATE_FILE).write_bytes(b"not a checkpoint")
+    with pytest.raises(Exception, match="unreadable trainer state"):
+        ckpt.load_trainer_state(d / "step-00000006")
+
+
+def _cli_env(project: Path) -> dict:
+    env = dict(os.environ, DAP_PROJECT_DIR=str(project), OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+def _train_cmd(run_dir: Path, steps: int) -> list[str]:
+    return [str(Path(sys.executable).with_name("dap")), "train", "--stage", "stage1", "--profile", "test",
+            "--set", f"train.steps={steps}", "--set", "train.checkpoint_every=2", "--set", "train.val_every=1000",
+            "--set", "train.keep_checkpoints=3", "--run-dir", str(run_dir), "--no-log-model", "--no-progress"]
+
+
+def _assert_checkpoints_whole(run_dir: Path) -> list[int]:
+    from safetensors.torch import load_file
+
+    steps = []
+    for step, path in ckpt.list_checkpoints(run_dir / "checkpoints"):
+        assert load_file(str(path / ckpt.MODEL_FILE))
+        assert ckpt.load_trainer_state(path)["step"] == step
+        steps.append(step)
+    for p in (run_dir / "checkpoints").iterdir():  # only complete checkpoints carry a final name
+        assert p.name.startswith("step-") or (p.name.startswith(".") and p.name.endswith(".tmp"))
+    return steps
+
+
+@pytest.mark.slow
+def test_sigkill_midway_then_resume_matches_uninterrupted_run(tmp_path):
+    from safetensors.torch import load_file
+
+    project = tmp_path / "project"
+    build_store(project / "data", h=32, n_train=8, shard_size=4)
+    env, steps = _cli_env(project), 16
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_train_cmd(killed, steps), env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not ckpt.list_checkpoints(killed / "checkpoints"):
+        assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+        assert time.monotonic() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    at_kill = _assert_checkpoints_whole(killed)
+    assert at_kill and max(at_kill) < steps, "the run finished before it was killed"
+
+    out = subprocess.run(_train_cmd(killed, steps), env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["step"] == steps and res["resumed_from_step"] == max(at_kill) > 0
+    assert _assert_checkpoints_whole(killed)[-1] == steps
+    assert not [p for p in (killed / "checkpoints").iterdir() if p.name.endswith(".tmp")]
+
+    straight = tmp_path / "straight"
+    out = subprocess.run(_train_cmd(straight, steps), env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    wa = load_file(str(killed / "final" / "model.safetensors"))
+    wb = load_file(str(straight / "final" / "model.safetensors"))
+    assert wa.keys() == wb.keys()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa), "resumed weights differ from the uninterrupted run"
+    assert json.loads(out.stdout.strip().splitlines()[-1])["checkpoint_sha256"] == res["checkpoint_sha256"]
+
+
+def test_cli_bad_input_is_one_clear_line(tmp_path, capsys):
+    from dap_model.cli import main
+
+    (tmp_path / "project" / "data").mkdir(parents=True, exist_ok=True)
+    assert main(["train", "--stage", "stage1", "--profile", "test", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dap train: error:") and "labelled train shards" in err and "\n" not in err
+    assert main(["train", "--stage", "stage1", "--profile", "test", "--set", "train.optimizer=sgd"]) == 2
+    assert "train.optimizer" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--stage", "stage7"])
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_on_cpu(tmp_path):
+    """torchrun with 2 gloo processes: one checkpoint with both ranks' data positions, one MLflow run."""
+    project = tmp_path / "project"
+    build_store(project / "data", h=32, n_train=8, shard_size=2)
+    run_dir = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "dap_model.training.launch", "--stage", "stage1", "--profile", "test",
+           "--set", "train.steps=2", "--run-dir", str(run_dir), "--no-log-model", "--no-progress"]
+    out = subprocess.run(cmd, env=_cli_env(project), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    state = ckpt.load_trainer_state(run_dir / "checkpoints" / "step-00000002")
+    assert state["world_size"] == 2 and len(state["data_positions"]) == 2 and len(state["rng"]) == 2
+    assert [p[1] for p in state["data_positions"]] == [4, 4]  # 2 steps x batch 2 per rank
+    assert len([ln for ln in out.stdout.splitlines() if ln.startswith("{")]) == 1  # rank 0 only
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_bf16_training_on_cuda(tmp_path):
+    from dap_model.storage import LocalStore
+    from dap_model.training.stages import run_stage
+
+    root = build_store(tmp_path / "project" / "data", h=32)
+    cfg = load_config("test", ["train.device=cuda", "train.amp_dtype=bf16", "train.steps=3"])
+    res = run_stage(cfg, LocalStore(root), "stage1", run_dir=tmp_path / "gpu", progress=False, log_model=False)
+    assert res.step == 3 and np.isfinite(res.metrics["train/loss"])
