@@ -5,7 +5,8 @@
 1. Panoramas per second at 256×512 and 512×1024 for an outdoor city and an indoor apartment
    (the same camera path for each size), with wall-clock and process CPU time (CPU time is less
    sensitive to other processes sharing the machine) and the peak resident memory of a fresh
-   process rendering that case (ru_maxrss after − before the renders).
+   process rendering that case (ru_maxrss after − before the renders); the 256×512 city once
+   more with the other thread count (1 vs 2 torch threads).
 2. The `tiny` profile's labelled set: simulator + ingestion, end to end, wall and CPU time.
 Results go to benchmarks/results/sim.json.
 """
@@ -109,6 +110,12 @@ def main() -> int:
             print(f"{r['scene']:8s} {r['width']}x{r['height']}: {r['panoramas_per_s_wall']:.2f} pano/s wall, "
                   f"{r['panoramas_per_s_cpu']:.2f} pano/s CPU, peak RSS {r['peak_rss_mb']:.0f} MB "
                   f"(+{r['render_rss_increase_mb']:.0f} MB while rendering)", flush=True)
+    alt = 2 if args.threads == 1 else 1
+    r = render_case("city", 1, 256, args.frames, alt)
+    r["threads"] = alt
+    cases.append(r)
+    print(f"city     512x256 with {alt} torch threads: {r['panoramas_per_s_wall']:.2f} pano/s wall, "
+          f"{r['panoramas_per_s_cpu']:.2f} pano/s CPU", flush=True)
     out = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "loadavg_start": os.getloadavg()},
         "threads": args.threads, "render": cases,
