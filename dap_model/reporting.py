@@ -471,13 +471,44 @@ def run_benchmark_report(
     return ReportResult(folder, md, page, results, skipped, gate, logged)
 
 
+def find_training_run(cfg: DapConfig, stage: str, pipeline_run: str) -> tuple[str | None, str | None]:
+    """(run id, registered version) of the `stage` training run tagged with `pipeline_run` (the
+    Dagster run that materialised it), newest first; (None, None) when there is none."""
+    from mlflow import MlflowClient
+
+    from dap_model.compare import PIPELINE_TAG, STAGE_TAG
+
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(cfg.mlflow.experiment)
+    if exp is None or not pipeline_run:
+        return None, None
+    runs = client.search_runs([exp.experiment_id], filter_string=(
+        f"tags.`{STAGE_TAG}` = '{stage}' and tags.`{PIPELINE_TAG}` = '{pipeline_run}'"),
+        order_by=["attributes.start_time DESC"], max_results=1)
+    if not runs:
+        return None, None
+    run_id = runs[0].info.run_id
+    return run_id, registered_version(cfg, run_id)
+
+
+def registered_version(cfg: DapConfig, run_id: str) -> str | None:
+    from mlflow import MlflowClient
+
+    found = MlflowClient().search_model_versions(
+        f"name = '{cfg.mlflow.registered_model}' and run_id = '{run_id}'")
+    return str(max(int(v.version) for v in found)) if found else None
+
+
 def model_entry_from_metadata(name: str, stage: str, meta: dict[str, Any], store,
-                              registered_model: str = "dap-depth") -> ModelEntry:
+                              registered_model: str = "dap-depth", *, cfg: DapConfig | None = None,
+                              pipeline_run: str = "") -> ModelEntry:
     """A `ModelEntry` from a training asset's materialisation metadata: the MLflow run id
     (`run_id` / `mlflow_run_id`), the registered version (`model_version` / `version`) and the
     checkpoint, in this order: an explicit `checkpoint` (local path, MLflow model URI), the
     registered version `models:/<name>/<version>`, the data-store key `model_key` /
-    `checkpoint_key`, else the stage's published `models/<stage>/model.safetensors`."""
+    `checkpoint_key`, else the stage's published `models/<stage>/model.safetensors`. With `cfg`,
+    missing MLflow ids are looked up: the run tagged `dap.stage` = stage and `dap.pipeline_run`
+    = `pipeline_run` (the Dagster run that materialised the asset), and its registered version."""
     from dap_model.inference import is_mlflow_uri
 
     def pick(*keys: str) -> str | None:
@@ -489,6 +520,11 @@ def model_entry_from_metadata(name: str, stage: str, meta: dict[str, Any], store
 
     run_id = pick("run_id", "mlflow_run_id")
     version = pick("model_version", "version", "registered_version")
+    if cfg is not None and run_id is None:  # metadata without MLflow ids: find the run by its tags
+        run_id, found = find_training_run(cfg, stage, pipeline_run)
+        version = version or found
+    elif cfg is not None and version is None and run_id:
+        version = registered_version(cfg, run_id)
     ckpt = pick("checkpoint", "checkpoint_uri", "model_uri")
     if ckpt is None and version is not None:  # immutable, unlike a store key that the next run overwrites
         ckpt = f"models:/{registered_model}/{version}"

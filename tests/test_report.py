@@ -210,3 +210,15 @@ def test_model_entry_from_training_metadata(tmp_path):
 
     with pytest.raises(InputError, match="dap_depth_model: checkpoint 'models/stage3/model.safetensors' not found"):
         model_entry_from_metadata("dap_depth_model", "stage3", {}, store)
+
+    # metadata without MLflow ids (e.g. lost on the way back from an external process): the run
+    # is found by its tags dap.stage + dap.pipeline_run, the checkpoint by its registered version
+    from dap_model.tracking import setup_mlflow
+
+    cfg = load_config("test")
+    fresh_mlflow_db()
+    setup_mlflow(cfg.mlflow)
+    run_id, version = _register(constant_checkpoint(6.0), "stage3", "dagster-run-42")
+    _register(constant_checkpoint(6.0), "stage3", "dagster-run-41")
+    e = model_entry_from_metadata("dap_depth_model", "stage3", {}, store, cfg=cfg, pipeline_run="dagster-run-42")
+    assert (e.run_id, e.version, e.checkpoint) == (run_id, version, f"models:/dap-depth/{version}")

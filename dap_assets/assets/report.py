@@ -23,11 +23,12 @@ FINAL = "dap_depth_model"
 GATE_CHECK = "no_regression_vs_champion"
 
 
-def _latest_metadata(context: AssetExecutionContext, key: str) -> dict | None:
+def _latest_materialization(context: AssetExecutionContext, key: str) -> tuple[dict, str] | None:
+    """(metadata, Dagster run id) of the asset's latest materialisation."""
     event = context.instance.get_latest_materialization_event(AssetKey(key))
     if event is None or event.asset_materialization is None:
         return None
-    return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
+    return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}, event.run_id
 
 
 @asset(
@@ -47,13 +48,15 @@ def benchmark_report(context: AssetExecutionContext, dap: DapConfigResource, sto
     mlflow.setup()
     models = []
     for key, stage in MODEL_ASSETS.items():
-        meta = _latest_metadata(context, key)
-        if meta is None:
+        found = _latest_materialization(context, key)
+        if found is None:
             if key == FINAL:
                 raise RuntimeError(f"{key} has never been materialised: nothing to report on")
             context.log.warning(f"{key} has no materialisation: left out of the report")
             continue
-        models.append(model_entry_from_metadata(key, stage, meta, store, cfg.mlflow.registered_model))
+        meta, dagster_run = found
+        models.append(model_entry_from_metadata(key, stage, meta, store, cfg.mlflow.registered_model,
+                                                cfg=cfg, pipeline_run=dagster_run))
     res = run_benchmark_report(cfg, store, models, final=FINAL, label=context.run.run_id,
                                pipeline_run=context.run.run_id, log=context.log.info)
     final = res.results[FINAL]
