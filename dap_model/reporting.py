@@ -383,6 +383,8 @@ def write_report(
             "models": [m.__dict__ for m in models],
         }
         (tmp / "metrics.json").write_text(json.dumps(json_safe(summary), indent=2, default=str, allow_nan=False))
+        for f in [tmp, figs, *tmp.rglob("*")]:  # mkdtemp/mkstemp create owner-only modes
+            os.chmod(f, 0o755 if f.is_dir() else 0o644)
         final_dir = root / label
         if final_dir.exists():
             trash = Path(tempfile.mkdtemp(prefix=f".{label}.old.", suffix=".tmp", dir=root))
