@@ -147,7 +147,7 @@ def _pg_env(pg: dict, db: str = "dagster") -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def dagster_deployment(postgres, tmp_path_factory):
+def dagster_deployment(postgres, mlflow_process, tmp_path_factory):
     """`dagster dev` (webserver + daemon) on the deployment's infra/dagster.yaml (Postgres
     storage, queued runs, pools, run retries), serving the real code location and tests/ops_location.py."""
     base = tmp_path_factory.mktemp("dagster_deployment")
@@ -171,6 +171,8 @@ def dagster_deployment(postgres, tmp_path_factory):
     env.update({
         "DAGSTER_HOME": str(home), "DAP_PROJECT_DIR": str(project), "DAP_PROFILE": "test",
         "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+        "MLFLOW_TRACKING_URI": mlflow_process["url"], "MLFLOW_S3_ENDPOINT_URL": mlflow_process["endpoint"],
+        **mlflow_process["creds"],
     })
     port = free_port()
     log = base / "dagster-dev.log"
@@ -183,6 +185,7 @@ def dagster_deployment(postgres, tmp_path_factory):
     try:
         _wait_http(f"{url}/server_info", 180, proc, log)
         _wait_locations_loaded(url, [location], 180, log)
+        _wait_http(f"{mlflow_process['url']}/health", 180, mlflow_process["proc"], mlflow_process["log"])
         yield {"url": url, "home": home, "env": env, "project": project, "log": log}
     finally:
         _stop_group(proc)
@@ -328,8 +331,9 @@ def test_gpu_pool_limit_can_be_set_through_the_cli(dagster_deployment, postgres)
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(postgres, s3_server, tmp_path_factory):
-    """`mlflow server` with a PostgreSQL backend store and artifacts proxied to moto's S3."""
+def mlflow_process(postgres, s3_server, tmp_path_factory):
+    """`mlflow server` with a PostgreSQL backend store and artifacts proxied to moto's S3
+    (started here, waited for by `mlflow_server`, so it boots while Dagster does)."""
     import boto3
 
     bucket = "dap-mlflow-" + secrets.token_hex(4)
@@ -351,12 +355,17 @@ def mlflow_server(postgres, s3_server, tmp_path_factory):
              "--port", str(port), "--workers", "1"],
             cwd=base, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
         )
-    url = f"http://127.0.0.1:{port}"
     try:
-        _wait_http(f"{url}/health", 180, proc, log)
-        yield {"url": url, "bucket": bucket, "endpoint": s3_server, "creds": creds}
+        yield {"url": f"http://127.0.0.1:{port}", "bucket": bucket, "endpoint": s3_server,
+               "creds": creds, "proc": proc, "log": log}
     finally:
         _stop_group(proc)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(mlflow_process):
+    _wait_http(f"{mlflow_process['url']}/health", 180, mlflow_process["proc"], mlflow_process["log"])
+    return mlflow_process
 
 
 def test_runs_logged_through_dap_tracking_land_on_the_server_with_artifacts_in_s3(mlflow_server, tmp_path, monkeypatch):
