@@ -45,6 +45,11 @@ def wrap_resize(x: Tensor, size: tuple[int, int], circular: bool = True) -> Tens
         return x
     if not circular:
         return F.interpolate(x, size=(ho, wo), mode="bilinear", align_corners=False)
+    if wo % w == 0:  # integer upscale: wrap one column each side, resize, crop (fast backward)
+        s = wo // w
+        x = F.pad(x, (1, 1, 0, 0), mode="circular")  # [B,C,h,w+2]
+        x = F.interpolate(x, size=(ho, wo + 2 * s), mode="bilinear", align_corners=False)
+        return x[..., s : s + wo]  # [B,C,ho,wo]
     if ho != h:
         x = F.interpolate(x, size=(ho, w), mode="bilinear", align_corners=False)  # [B,C,ho,w]
     if wo == w:
