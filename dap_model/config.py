@@ -110,6 +110,7 @@ class IngestConfig(Section):
     blank_std: float = Field(1.0, ge=0, description="RGB with a pixel std below this (0-255) is blank")
     split_seed: int = Field(0, ge=0, description="seed of the by-sequence train/val/test split")
     endpoint_url: str = Field("", description="S3 endpoint of an s3:// source; empty = storage.endpoint_url")
+    read_threads: int = Field(8, ge=1, le=64, description="pairs read (and resized) concurrently from the source")
 
 
 class VideoConfig(Section):

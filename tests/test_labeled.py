@@ -188,3 +188,26 @@ def test_dagster_materialises_simulator_and_labeled_set():
     store = open_store(load_config("test").storage)
     assert len(store.list("airsim360")) == 3 * (2 * 2 + 1) + 1  # pairs + meta.json, config
     assert len(list(iter_labeled(store, "train"))) == 2
+
+
+def test_prefetch_keeps_order_and_a_bounded_window():
+    import threading
+    import time
+
+    from dap_model.data.labeled import _prefetch
+
+    started, lock = [], threading.Lock()
+
+    def fn(i):
+        with lock:
+            started.append(i)
+        time.sleep(0.001 * (i % 3))
+        return i * i
+
+    out = []
+    for i, v in enumerate(_prefetch(fn, list(range(60)), 4)):
+        with lock:
+            assert len(started) <= i + 1 + 2 * 4  # never more than 2·threads ahead of the consumer
+        out.append(v)
+    assert out == [i * i for i in range(60)]
+    assert list(_prefetch(fn, [3, 1, 2], 1)) == [9, 1, 4]

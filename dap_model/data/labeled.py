@@ -16,6 +16,8 @@ import io
 import json
 import re
 import tempfile
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -183,6 +185,25 @@ def preview(samples: list[tuple[np.ndarray, np.ndarray]], height: int = 64) -> b
     return buf.tobytes()
 
 
+def _prefetch(fn, items: list, threads: int) -> Iterator:
+    """`map(fn, items)` in order, at most 2·threads items ahead (I/O-bound reads of a store)."""
+    if threads <= 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        window: deque = deque()
+        it = iter(items)
+        for item in it:
+            window.append(pool.submit(fn, item))
+            if len(window) >= 2 * threads:
+                break
+        for item in it:
+            yield window.popleft().result()
+            window.append(pool.submit(fn, item))
+        while window:
+            yield window.popleft().result()
+
+
 def ingest_labeled(cfg: DapConfig, store: DataStore, source: str | None = None,
                    progress: Callable[[str], None] | None = None) -> IngestResult:
     """Read every pair of the source, skip bad ones (with a reason), write shards + manifest."""
@@ -217,37 +238,41 @@ def ingest_labeled(cfg: DapConfig, store: DataStore, source: str | None = None,
     with tempfile.TemporaryDirectory(prefix="labeled-", dir=cache) as tmp:
         stage = Path(tmp)
         writers = {s: ShardWriter(stage, s, ing.shard_size) for s in SPLITS}
-        for split in SPLITS:
-            for ref in pairs:
-                seq = names[ref.sequence]
-                if split_of[seq] != split:
-                    continue
-                item = src_store.uri(ref.rgb_key or ref.depth_key)
-                key = f"{seq}_{ref.frame}"
-                if key in seen:
-                    skipped.append({"item": item, "reason": f"sample key {key} already used by {seen[key]}"})
-                    continue
-                try:
-                    rgb, depth = read_pair(src_store, ref, ing.max_depth_m, ing.blank_std, ing.min_valid_fraction)
-                except (InputError, StorageError) as err:
-                    skipped.append({"item": item, "reason": str(err)})
-                    continue
-                seen[key] = item
-                rgb = resize_rgb(rgb, ing.height)
-                depth = resize_depth(depth, ing.height, ing.depth_resize)
-                meta = {"sequence": seq, "frame": ref.frame, "domain": domains[ref.sequence], "split": split,
-                        "source": src_store.uri(ref.rgb_key)}
-                shard = writers[split].write(Sample(key=key, rgb=rgb, depth=depth, meta=meta))
-                digest.update(f"{key}\0{split}\0{meta['domain']}\0{shard}\0".encode())
-                digest.update(hashlib.sha256(rgb.tobytes()).digest() + hashlib.sha256(depth.tobytes()).digest())
-                rows.append({"key": key, "sequence": seq, "frame": ref.frame, "split": split,
-                             "domain": meta["domain"], "shard": shard, "height": rgb.shape[0],
-                             "width": rgb.shape[1], **_stats(depth), "source": meta["source"]})
-                if len(shots) < 4 and seq not in shot_seqs:
-                    shot_seqs.add(seq)
-                    shots.append((rgb, depth))
-                if progress:
-                    progress(key)
+        ordered = [ref for split in SPLITS for ref in pairs if split_of[names[ref.sequence]] == split]
+
+        def load(ref):
+            try:
+                rgb, depth = read_pair(src_store, ref, ing.max_depth_m, ing.blank_std, ing.min_valid_fraction)
+                return resize_rgb(rgb, ing.height), resize_depth(depth, ing.height, ing.depth_resize)
+            except (InputError, StorageError) as err:
+                return err
+
+        for ref, loaded in zip(ordered, _prefetch(load, ordered, ing.read_threads)):
+            seq = names[ref.sequence]
+            split = split_of[seq]
+            item = src_store.uri(ref.rgb_key or ref.depth_key)
+            key = f"{seq}_{ref.frame}"
+            if key in seen:
+                skipped.append({"item": item, "reason": f"sample key {key} already used by {seen[key]}"})
+                continue
+            if isinstance(loaded, Exception):
+                skipped.append({"item": item, "reason": str(loaded)})
+                continue
+            seen[key] = item
+            rgb, depth = loaded
+            meta = {"sequence": seq, "frame": ref.frame, "domain": domains[ref.sequence], "split": split,
+                    "source": src_store.uri(ref.rgb_key)}
+            shard = writers[split].write(Sample(key=key, rgb=rgb, depth=depth, meta=meta))
+            digest.update(f"{key}\0{split}\0{meta['domain']}\0{shard}\0".encode())
+            digest.update(hashlib.sha256(rgb.tobytes()).digest() + hashlib.sha256(depth.tobytes()).digest())
+            rows.append({"key": key, "sequence": seq, "frame": ref.frame, "split": split,
+                         "domain": meta["domain"], "shard": shard, "height": rgb.shape[0],
+                         "width": rgb.shape[1], **_stats(depth), "source": meta["source"]})
+            if len(shots) < 4 and seq not in shot_seqs:
+                shot_seqs.add(seq)
+                shots.append((rgb, depth))
+            if progress:
+                progress(key)
         shards = [n for s in SPLITS for n in writers[s].close()]
         if not rows:
             reasons = "; ".join(f"{s['item']}: {s['reason']}" for s in skipped[:3])
