@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Iterator
@@ -201,9 +200,8 @@ def resize_depth(depth: np.ndarray, height: int, method: str = "edge_aware") -> 
     valid = np.isfinite(blocks) & (blocks > 0)  # [h,w,f*f]
     masked = np.where(valid, blocks, np.nan)
     count = valid.sum(-1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks
-        med = np.nanmedian(masked, axis=-1)  # [h,w]
+    masked[count == 0] = 0.0  # no all-NaN blocks (their output is 0 below anyway)
+    med = np.nanmedian(masked, axis=-1)  # [h,w]
     dist = np.where(valid, np.abs(blocks - med[..., None]), np.inf)
     pick = np.take_along_axis(blocks, dist.argmin(-1)[..., None], -1)[..., 0]
     return np.where(2 * count >= f * f, pick, 0.0).astype(np.float32)
