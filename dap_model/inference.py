@@ -12,6 +12,7 @@ to the input / ground-truth size with `eval.upsample`:
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -66,6 +67,7 @@ def load_checkpoint(spec: str, cfg: DapConfig, device: str | torch.device = "cpu
 
     from dap_model.tracking import resolve_tracking_uri
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep CLI output to our lines
     uri = resolve_tracking_uri(cfg.mlflow)
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
         raise InputError(f"{spec}: no MLflow tracking store at {uri} (set MLFLOW_TRACKING_URI or mlflow.tracking_uri)")
