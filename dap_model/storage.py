@@ -164,18 +164,24 @@ class S3Store:
             raise self._wrap(key, err) from None
 
     def fetch(self, key: str, cache_dir: Path | None = None) -> Path:
-        """Download into `cache_dir` (atomically) and return the local path."""
+        """Download into `cache_dir` (atomically) and return the local path.
+
+        The cached copy is reused only while the object's ETag is unchanged (an object rewritten
+        under the same key is downloaded again)."""
         from dap_model.config import project_dir
 
         cache = Path(cache_dir) if cache_dir else project_dir() / ".cache" / "s3" / self.bucket
         dst = cache / self._key(key)
-        if dst.is_file():
-            return dst
+        tag_file = dst.with_name(f".{dst.name}.etag")
         try:
+            etag = self._client.head_object(Bucket=self.bucket, Key=self._key(key))["ETag"]
+            if dst.is_file() and tag_file.is_file() and tag_file.read_text() == etag:
+                return dst
             with atomic_path(dst) as tmp:
                 self._client.download_file(self.bucket, self._key(key), str(tmp))
         except Exception as err:
             raise self._wrap(key, err) from None
+        atomic_write_bytes(tag_file, etag.encode())
         return dst
 
     def list(self, prefix: str = "") -> list[str]:

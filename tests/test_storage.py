@@ -42,6 +42,8 @@ def test_s3_store_on_moto_server(s3_env, tmp_path):
     store = S3Store(bucket=s3_env["bucket"], prefix="pfx", endpoint_url=s3_env["endpoint_url"])
     _roundtrip(store, tmp_path)
     assert store.uri("x/y") == f"s3://{s3_env['bucket']}/pfx/x/y"
+    store.put_bytes("a/b/c.bin", b"rewritten")
+    assert store.fetch("a/b/c.bin", tmp_path / "cache").read_bytes() == b"rewritten"
 
 
 @pytest.mark.integration
