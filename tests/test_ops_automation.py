@@ -4,6 +4,7 @@ manifest, the GPU asset's pool and Kubernetes request, retry policies."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -13,6 +14,8 @@ from dap_assets.assets.automation import RETRAIN_GROUPS, RETRAIN_KEYS, retrain_j
 from dap_assets.definitions import defs
 from dap_assets.policies import K8S_CONFIG_TAG, MAX_RETRIES_TAG, gpu_k8s_config, transient_retry_policy
 from dap_model.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
 
 GRAPH = defs.resolve_asset_graph()
 KEYS = {k.to_user_string() for k in GRAPH.get_all_asset_keys() if GRAPH.get(k).is_materializable}
@@ -100,7 +103,7 @@ def test_real_code_location_schedule_targets_existing_retrain_assets(tmp_path):
 
 
 def _sensor(name_part: str):
-    for s in defs.resolve_all_sensor_defs():
+    for s in defs.sensors or []:
         if name_part in s.name:
             return s
     return None
@@ -175,3 +178,48 @@ def test_retry_policy_retries_a_transient_failure_then_succeeds():
 
     result = dg.materialize([flaky])
     assert result.success and attempts == [0, 1, 2]
+
+
+def test_new_video_sensor_adds_partitions_for_new_manifest_rows_only():
+    sensor = _sensor("web_video")
+    if sensor is None or "web_video_manifest" not in KEYS:
+        pytest.skip("the new-video sensor / web_video_manifest are not defined yet (issue 4)")
+    import pandas as pd
+
+    from dap_assets.resources import default_resources
+    from dap_model.video.pipeline import load_manifest, manifest_source
+
+    resources = default_resources(profile="test")
+    manifest_asset = next(a for a in defs.assets if isinstance(a, dg.AssetsDefinition)
+                          and dg.AssetKey("web_video_manifest") in a.keys)
+    with dg.instance_for_test() as instance:
+        def evaluate():
+            with dg.build_sensor_context(instance=instance, resources=resources, definitions=defs) as ctx:
+                return sensor(ctx)
+
+        first = evaluate()
+        assert not getattr(first, "dynamic_partitions_requests", None), "partitions before any manifest"
+        assert dg.materialize([manifest_asset], instance=instance, resources=resources).success
+
+        second = evaluate()
+        assert isinstance(second, dg.SensorResult), second
+        (request,) = second.dynamic_partitions_requests
+        cfg = resources["dap"].get()
+        source = manifest_source(cfg, resources["storage"].store())
+        rows = pd.read_csv(source) if source.endswith(".csv") else pd.read_parquet(source)
+        assert len(request.partition_keys) == len(rows) >= 1
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+
+        third = evaluate()
+        assert not getattr(third, "dynamic_partitions_requests", None)
+
+        new_row = {c: None for c in rows.columns}
+        new_row["url"] = str(ROOT.parent / "shared" / "fixtures" / "gvr_testRoom1_1920Mono.mp4")
+        pd.concat([rows, pd.DataFrame([new_row])]).to_csv(source, index=False)
+        ids = list(load_manifest(cfg, resources["storage"].store())["video_id"])
+        assert len(ids) == len(rows) + 1
+        fourth = evaluate()
+        assert isinstance(fourth, dg.SensorResult), fourth.skip_message
+        (added,) = fourth.dynamic_partitions_requests
+        assert list(added.partition_keys) == [ids[-1]]
+        assert ids[-1] not in request.partition_keys

@@ -14,9 +14,10 @@ from dagster import (
 
 from dap_assets.policies import transient_retry_policy
 from dap_assets.resources import DapConfigResource, StorageResource
-from dap_model.data.labeled import MANIFEST_KEY, PREVIEW_KEY, SIM_PREFIX, ingest_labeled, load_labeled_manifest
+from dap_model.data.labeled import PREFIX as LABELED_PREFIX, MANIFEST_KEY, PREVIEW_KEY, SIM_PREFIX, ingest_labeled, load_labeled_manifest
 from dap_model.errors import DapError
 from dap_model.sim.airsim360 import simulate_to_store
+from dap_model.versioning import store_hash
 
 
 def _path_or_uri(store, key: str) -> str:
@@ -34,7 +35,7 @@ def airsim360_scenes(context: AssetExecutionContext, dap: DapConfigResource, sto
             "sequences": len(res.sequences), "frames": res.frames, "per_domain": MetadataValue.json(res.domains),
             "height": cfg.sim.height, "style": cfg.sim.style, "version": res.version,
         },
-        data_version=DataVersion(res.version),
+        data_version=DataVersion(store_hash(store, SIM_PREFIX)),
     )
 
 
@@ -59,7 +60,7 @@ def labeled_panoramas(context: AssetExecutionContext, dap: DapConfigResource, st
             "preview_image": MetadataValue.md(f"![RGB | depth](data:image/png;base64,{img})"),
             "manifest_head": MetadataValue.md("```\n" + res.manifest.head(8).to_string(index=False) + "\n```"),
         },
-        data_version=DataVersion(res.version),
+        data_version=DataVersion(store_hash(store, LABELED_PREFIX)),
     )
 
 

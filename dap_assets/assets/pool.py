@@ -29,8 +29,9 @@ from dap_model.data.pool import (
     write_pool,
     write_tags,
 )
-from dap_model.synthesis.store import MANIFEST_KEY, synthesize_to_store
+from dap_model.synthesis.store import MANIFEST_KEY, PREFIX as SYNTH_PREFIX, synthesize_to_store
 from dap_model.tagging import get_tagger
+from dap_model.versioning import store_hash
 
 
 def _md_table(df) -> MetadataValue:
@@ -53,7 +54,7 @@ def dit360_indoor(context: AssetExecutionContext, dap: DapConfigResource, storag
             "seam_ratio_max": float(seam.max()) if len(seam) else 0.0,
             "version": res.version,
         },
-        data_version=DataVersion(res.version),
+        data_version=DataVersion(store_hash(store, SYNTH_PREFIX)),
     )
 
 
