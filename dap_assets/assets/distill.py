@@ -7,10 +7,15 @@ from dap_assets.resources import DapConfigResource, StorageResource
 from dap_model.distill.pseudo import MANIFEST_KEY, build_perspective_pseudo_labels
 
 
-@asset(group_name="distill", deps=[AssetKey("unlabeled_pool")], code_version="distill-1", kinds={"pytorch"})
+@asset(group_name="distill", deps=[AssetKey("unlabeled_pool"), AssetKey("dap_depth_model")],
+       code_version="distill-1", kinds={"pytorch"})
 def perspective_pseudo_labels(context: AssetExecutionContext, dap: DapConfigResource,
                               storage: StorageResource) -> MaterializeResult:
-    """Teacher disparity + validity on K rotated cube-face sets per pool panorama, under `distill/`."""
+    """Teacher disparity + validity on K rotated cube-face sets per pool panorama, under `distill/`.
+
+    With `distill.teacher=dap` the teacher is this run's stage-3 model (hence the dependency on
+    `dap_depth_model`); trainings with `distill.enabled` read the latest set from the store on their
+    next run (the weekly re-training), which keeps the asset graph acyclic."""
     cfg, store = dap.get(), storage.store()
     res = build_perspective_pseudo_labels(cfg, store, progress=False)
     m = res.manifest
