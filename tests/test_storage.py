@@ -56,3 +56,28 @@ def test_s3_unreachable_names_the_endpoint(monkeypatch, tmp_path):
     store = S3Store(bucket="nobucket", endpoint_url=url, connect_timeout_s=0.5, max_attempts=1)
     with pytest.raises(StorageError, match=url.replace(".", r"\.")):
         store.put_bytes("k", b"x")
+
+
+def test_atomic_write_keeps_old_file_on_failure_and_uses_umask(tmp_path):
+    import os
+
+    from dap_model.io import atomic_open, atomic_write_bytes
+
+    target = tmp_path / "f.bin"
+    atomic_write_bytes(target, b"good")
+    assert (target.stat().st_mode & 0o777) == (0o666 & ~_current_umask())
+    with pytest.raises(RuntimeError):
+        with atomic_open(target) as fh:
+            fh.write(b"half")
+            raise RuntimeError("killed")
+    assert target.read_bytes() == b"good"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+    del os
+
+
+def _current_umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
