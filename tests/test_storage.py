@@ -59,11 +59,10 @@ def test_s3_unreachable_names_the_endpoint(monkeypatch, tmp_path):
 
 
 def test_atomic_write_keeps_old_file_on_failure_and_uses_umask(tmp_path):
-    import os
-
     from dap_model.io import atomic_open, atomic_write_bytes
 
-    target = tmp_path / "f.bin"
+    (tmp_path / "w").mkdir()
+    target = tmp_path / "w" / "f.bin"
     atomic_write_bytes(target, b"good")
     assert (target.stat().st_mode & 0o777) == (0o666 & ~_current_umask())
     with pytest.raises(RuntimeError):
@@ -71,8 +70,7 @@ def test_atomic_write_keeps_old_file_on_failure_and_uses_umask(tmp_path):
             fh.write(b"half")
             raise RuntimeError("killed")
     assert target.read_bytes() == b"good"
-    assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
-    del os
+    assert [p.name for p in (tmp_path / "w").iterdir()] == ["f.bin"]
 
 
 def _current_umask() -> int:
