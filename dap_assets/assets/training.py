@@ -18,12 +18,12 @@ from dagster import (
 from dap_assets.policies import GPU_POOL, gpu_op_tags
 from dap_assets.resources import DapConfigResource, MlflowResource, StorageResource
 from dap_model.training.launch import result_metadata
-from dap_model.training.stages import model_key, run_stage
+from dap_model.training.stages import run_stage
 
 
 def _materialize(result) -> MaterializeResult:
     return MaterializeResult(
-        metadata={**result_metadata(result), "model_key": model_key(result.stage)},
+        metadata=result_metadata(result),
         data_version=DataVersion(result.checkpoint_hash),
     )
 

@@ -31,18 +31,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _pipes():
-    if os.environ.get("RANK", "0") != "0":
+    """The dagster-pipes context when Dagster launched this process (rank 0 only)."""
+    from dagster_pipes import PipesEnvVarParamsLoader, open_dagster_pipes
+
+    if os.environ.get("RANK", "0") != "0" or not PipesEnvVarParamsLoader().is_dagster_pipes_process():
         return contextlib.nullcontext(None)
-    try:
-        from dagster_pipes import is_dagster_pipes_process, open_dagster_pipes
-    except ImportError:
-        return contextlib.nullcontext(None)
-    return open_dagster_pipes() if is_dagster_pipes_process() else contextlib.nullcontext(None)
+    return open_dagster_pipes()
 
 
 def result_metadata(result) -> dict:
     return {
         "stage": result.stage,
+        "model_key": f"models/{result.stage}/model.safetensors",
         "mlflow_run_id": result.run_id or "",
         "model_version": result.model_version or "",
         "checkpoint_sha256": result.checkpoint_hash,
