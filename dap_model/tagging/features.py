@@ -105,7 +105,7 @@ def _scan_feats(strong: np.ndarray, lat: np.ndarray) -> list[float]:
     return [float((flat < OPEN_LAT).mean()), float(np.median(flat) / 90.0), float((jumps > JUMP_DEG).mean())]
 
 
-def erp_features(img: np.ndarray, height: int = 96) -> np.ndarray:
+def erp_features(img: np.ndarray, height: int = 64) -> np.ndarray:
     """uint8 [H,W,3] → float64 [len(FEATURES)]."""
     x = resize_erp(img, height)  # [h,2h,3]
     lat = 90.0 - (np.arange(height) + 1.0) / height * 180.0  # [h] latitude of the step between rows r, r+1
