@@ -1,0 +1,166 @@
+"""Does the three-stage loop help on the web domain? Stage 1, 2, 3 (and the control: stage 2/3
+trained on K *random* stage-1 pseudo-labels per domain instead of the discriminator's top-K),
+each evaluated on the labelled test split and the web-domain test split (`web/test/`), plus the
+discriminator's rank correlation (score vs true AbsRel of each pseudo-label, on pool samples with
+withheld GT). Metrics are logged onto each training's MLflow run (`labeled_test/abs_rel`, ...);
+results go to benchmarks/results/stages.json and stages.md.
+
+    python benchmarks/experiment_stages.py --profile tiny [--set KEY=VALUE ...]
+        [--data-from DIR]   reuse a data store made by `make run` / the pipeline (its data/ folder)
+        [--project DIR]     where this experiment keeps its store, runs and MLflow db
+
+Without --data-from, the upstream assets (simulator, web video, synthesis, tags, pool) are
+materialised first with the same profile and overrides."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+UPSTREAM = ["airsim360_scenes", "dit360_indoor", "web_video_manifest", "labeled_panoramas", "web_videos",
+            "web_frames", "scene_tags", "unlabeled_pool"]
+METRICS = ("abs_rel", "rmse", "delta1")
+
+
+def evaluate(cfg, store, model_file: Path) -> dict:
+    from dap_model.accel import resolve_device
+    from dap_model.models import load_model
+    from dap_model.training.evaluate import evaluate_paths
+    from dap_model.training.stages import fetch_all, split_shard_keys
+
+    device = resolve_device(cfg.train.device)
+    model = load_model(model_file, map_location=device).eval()
+    out = {}
+    for bench, keys in (("labeled_test", split_shard_keys(store, "labeled", "test")),
+                        ("web_test", split_shard_keys(store, "web/test"))):
+        if not keys:
+            continue
+        m, _ = evaluate_paths(model, fetch_all(store, keys), cfg.train.height, cfg.train.eval_batch_size,
+                              device, cfg.eval.cap_m, cfg.train.amp_dtype)
+        out[bench] = {k: m[k] for k in (*METRICS, "mae", "n_images")}
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", default="tiny")
+    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--data-from", type=Path, default=None)
+    ap.add_argument("--project", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "stages.json")
+    args = ap.parse_args()
+    project = (args.project or ROOT / ".cache" / "experiment_stages" / args.profile).resolve()
+    project.mkdir(parents=True, exist_ok=True)
+    os.environ["DAP_PROJECT_DIR"] = str(project)
+    os.environ.setdefault("DAGSTER_HOME", str(project / ".dagster"))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+
+    import torch
+    from mlflow import MlflowClient
+
+    from dap_model.config import load_config
+    from dap_model.storage import LocalStore
+    from dap_model.tracking import setup_mlflow
+    from dap_model.training.curation import run_curation, run_discriminator
+    from dap_model.training.pseudo import pseudo_label_pool
+    from dap_model.training.stages import model_key, run_stage
+    from dap_model.training.tracking import log_metrics_to_run
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    cfg = load_config(args.profile, args.overrides)
+    data = project / "data"
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if args.data_from:
+        if data.exists():
+            shutil.rmtree(data)
+        shutil.copytree(args.data_from, data, ignore=shutil.ignore_patterns("models", "pseudo", "curation"))
+    elif not (data / "pool" / "manifest.parquet").exists():
+        from dap_assets.pipeline import main as pipeline
+
+        sel = [a for k in UPSTREAM for a in ("--select", k)]
+        sets = [a for o in args.overrides for a in ("--set", o)]
+        if pipeline(["--profile", args.profile, *sets, *sel]) != 0:
+            raise SystemExit("upstream assets failed")
+    timings["data"] = time.perf_counter() - t0
+    store = LocalStore(data)
+    setup_mlflow(cfg.mlflow)
+    client = MlflowClient()
+
+    def step(name, fn):
+        t = time.perf_counter()
+        r = fn()
+        timings[name] = time.perf_counter() - t
+        print(f"{name}: {timings[name]:.0f} s", flush=True)
+        return r
+
+    runs: dict[str, dict] = {}
+
+    def train(stage: str, arm: str, c, st):
+        res = step(f"{stage}[{arm}]", lambda: run_stage(c, st, stage, pipeline_run=f"experiment_stages/{arm}",
+                                                          progress=False, register=False))
+        client.set_tag(res.run_id, "dap.experiment_arm", arm)
+        runs[f"{stage}" if arm == "discriminator" else f"{stage}_{arm}"] = {
+            "run_id": res.run_id, "file": st.fetch(model_key(stage)), "cfg": c, "store": st}
+
+    train("stage1", "discriminator", cfg, store)
+    step("pseudo_stage1", lambda: pseudo_label_pool(cfg, store, store.fetch(model_key("stage1")), "pseudo/stage1", "stage1", progress=False))
+    disc = step("discriminator", lambda: run_discriminator(cfg, store, store.fetch(model_key("stage1")), progress=False))
+    ctrl_root = project / "data_random_topk"
+    if ctrl_root.exists():
+        shutil.rmtree(ctrl_root)
+    shutil.copytree(data, ctrl_root)
+    ctrl_store, ctrl_cfg = LocalStore(ctrl_root), load_config(args.profile, [*args.overrides, "curation.selection=random"])
+    curation = {}
+    for arm, c, st in (("discriminator", cfg, store), ("random", ctrl_cfg, ctrl_store)):
+        curation[arm] = step(f"curate[{arm}]", lambda: run_curation(c, st))
+        train("stage2", arm, c, st)
+        step(f"pseudo_stage2[{arm}]", lambda: pseudo_label_pool(c, st, st.fetch(model_key("stage2")), "pseudo/stage2", "stage2", progress=False))
+        train("stage3", arm, c, st)
+
+    results = {}
+    for name, r in runs.items():
+        res = step(f"eval[{name}]", lambda: evaluate(r["cfg"], r["store"], r["file"]))
+        results[name] = res
+        log_metrics_to_run(cfg, r["run_id"], {f"{b}/{k}": v for b, m in res.items() for k, v in m.items()})
+    summary = {
+        "setting": {"profile": args.profile, "overrides": args.overrides, "train": cfg.train.model_dump(),
+                    "curation": cfg.curation.model_dump(), "model": cfg.model.backbone,
+                    "machine": f"{os.cpu_count()} CPU cores, torch {torch.__version__}, no GPU"},
+        "results": results,
+        "rank_correlation": {k[len("rank_corr_"):]: v for k, v in disc.items() if k.startswith("rank_corr_")},
+        "curation": curation,
+        "claim_stage3_beats_stage1_on_web": (
+            results["stage3"]["web_test"]["abs_rel"] < results["stage1"]["web_test"]["abs_rel"]
+            if "web_test" in results.get("stage1", {}) else None),
+        "mlflow_runs": {k: v["run_id"] for k, v in runs.items()},
+        "seconds": timings,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(summary, indent=2, default=float))
+    lines = ["| model | labelled test AbsRel | RMSE | δ1 | web test AbsRel | RMSE | δ1 |", "|---|---|---|---|---|---|---|"]
+    for name, res in results.items():
+        cells = [f"{res.get(b, {}).get(k, float('nan')):.4f}" for b in ("labeled_test", "web_test") for k in METRICS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    rc = summary["rank_correlation"]
+    lines += ["", f"Discriminator: Spearman(score, true AbsRel) = {rc.get('spearman', float('nan')):.3f} "
+              f"(p = {rc.get('p_value', float('nan')):.3g}, n = {int(rc.get('n', 0))}); negative = useful.",
+              f"Selected pseudo-labels' true AbsRel: discriminator {curation['discriminator'].get('true_abs_rel_selected', float('nan')):.4f}, "
+              f"random {curation['random'].get('true_abs_rel_selected', float('nan')):.4f}, "
+              f"pool mean {curation['discriminator'].get('true_abs_rel_all', float('nan')):.4f}."]
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
