@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DVC = ROOT / ".venv-dvc" / "bin" / "dvc"
 DVC_YAML = yaml.safe_load((ROOT / "dvc.yaml").read_text())
 STAGES: dict = DVC_YAML.get("stages") or {}
-CHEAP_STAGES = ("airsim360_scenes", "labeled_panoramas", "dit360_indoor")
+CHEAP_STAGES = ("airsim360_scenes", "labeled_panoramas")
 
 needs_dvc = pytest.mark.skipif(
     not DVC.is_file(), reason=f"{DVC} is missing: `make setup` creates DVC's own virtualenv .venv-dvc"

@@ -56,7 +56,7 @@ def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen | None = None,
     raise RuntimeError(f"{url} did not answer within {timeout_s:.0f}s:\n{tail}")
 
 
-def _stop_group(proc: subprocess.Popen, timeout_s: float = 10) -> None:
+def _stop_group(proc: subprocess.Popen, timeout_s: float = 5) -> None:
     if proc.poll() is not None:
         return
     try:
@@ -420,11 +420,17 @@ def test_unreachable_tracking_server_fails_the_asset_naming_the_uri(monkeypatch)
     sys.path.insert(0, str(ROOT / "tests"))
     import ops_location
 
+    from dap_assets.definitions import defs
+    from dap_assets.resources import default_resources
+
+    target = next(
+        (a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)
+         and dg.AssetKey("scene_invariant_labeler") in a.keys),
+        ops_location.ops_mlflow_probe,
+    )
     dead = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", dead)
-    result = dg.materialize(
-        [ops_location.ops_mlflow_probe], resources=ops_location.defs.resources, raise_on_error=False
-    )
+    result = dg.materialize([target], resources=default_resources(profile="test"), raise_on_error=False)
     assert not result.success
     message = _failure_text(result)
     assert dead in message and "unreachable" in message
