@@ -127,6 +127,21 @@ def main() -> int:
         step(f"pseudo_stage2[{arm}]", lambda: pseudo_label_pool(c, st, st.fetch(model_key("stage2")), "pseudo/stage2", "stage2", progress=False))
         train("stage3", arm, c, st)
 
+    # equal-compute baseline: stage 3 starts from stage 2, which starts from stage 1, so it has had
+    # 3x the optimiser steps; stage 1 trained that long on labelled data alone separates "more
+    # steps" from "pseudo-labels"
+    from dap_model.training.stages import default_run_dir, stage_inputs
+    from dap_model.training.trainer import train as train_raw
+
+    long_cfg = load_config(args.profile, [*args.overrides, f"train.steps={3 * cfg.train.steps}"])
+    inputs = stage_inputs(long_cfg, store, "stage1")
+    long = step("stage1_3x_steps", lambda: train_raw(
+        long_cfg, "stage1", inputs.sources, inputs.val_paths,
+        default_run_dir(long_cfg, "stage1", inputs.data_versions), pipeline_run="experiment_stages/stage1_3x_steps",
+        data_versions=inputs.data_versions, progress=False, log_model=False))
+    client.set_tag(long.run_id, "dap.experiment_arm", "stage1_3x_steps")
+    runs["stage1_3x_steps"] = {"run_id": long.run_id, "file": long.checkpoint, "cfg": long_cfg, "store": store}
+
     results = {}
     for name, r in runs.items():
         res = step(f"eval[{name}]", lambda: evaluate(r["cfg"], r["store"], r["file"]))
@@ -141,6 +156,9 @@ def main() -> int:
         "curation": curation,
         "claim_stage3_beats_stage1_on_web": (
             results["stage3"]["web_test"]["abs_rel"] < results["stage1"]["web_test"]["abs_rel"]
+            if "web_test" in results.get("stage1", {}) else None),
+        "stage3_beats_equal_compute_stage1_on_web": (
+            results["stage3"]["web_test"]["abs_rel"] < results["stage1_3x_steps"]["web_test"]["abs_rel"]
             if "web_test" in results.get("stage1", {}) else None),
         "mlflow_runs": {k: v["run_id"] for k, v in runs.items()},
         "seconds": timings,

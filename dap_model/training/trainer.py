@@ -235,51 +235,56 @@ def train(
             mlflow.log_image(img, artifact_file=f"samples/step-{at_step:08d}-{i}.png")
         return metrics
 
-    end = tc.steps if stop_after is None else min(tc.steps, step + stop_after)
-    bar = tqdm(total=tc.steps, initial=step, desc=stage, disable=not (progress and d.main), dynamic_ncols=True)
-    last_terms: dict[str, float] = {}
-    while step < end:
-        opt.zero_grad(set_to_none=True)
-        terms_sum: dict[str, float] = {}
-        for micro in range(tc.grad_accum):
-            batch = loader.next_batch()
-            rgb = batch["rgb"].to(device, non_blocking=True)  # [B,3,H,W]
-            gt = batch["depth"].to(device, non_blocking=True)  # [B,1,H,W]
-            sync = d.world == 1 or micro == tc.grad_accum - 1
-            ctx = contextlib.nullcontext() if sync else net.no_sync()
-            with ctx:
-                with autocast(device, tc.amp_dtype):
-                    if distill is None:
-                        out = net(rgb)
-                        total, terms = loss_fn(out, gt)
-                    else:
-                        total, terms = distill.objective(net, rgb, gt, loss_fn)
-                if not torch.isfinite(total):
-                    raise FloatingPointError(f"{stage}: non-finite loss at step {step} ({batch['keys']})")
-                scaler.scale(total / tc.grad_accum).backward()
-            for k, v in terms.items():
-                terms_sum[k] = terms_sum.get(k, 0.0) + float(v.detach()) / tc.grad_accum
-            terms_sum["loss"] = terms_sum.get("loss", 0.0) + float(total.detach()) / tc.grad_accum
-        if tc.grad_clip > 0:
-            scaler.unscale_(opt)
-            terms_sum["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip))
-        scaler.step(opt)
-        scaler.update()
-        sched.step()
-        step += 1
-        last_terms = terms_sum
-        if d.main:
-            bar.update(1)
-            bar.set_postfix(loss=f"{terms_sum['loss']:.4f}")
-            if step % tc.log_every == 0 or step == tc.steps:
-                lrs = {f"lr/{g.get('name', i)}": g["lr"] for i, g in enumerate(opt.param_groups)}
-                mlflow.log_metrics({f"train/{k}": v for k, v in terms_sum.items()} | lrs, step=step)
-            if step % tc.val_every == 0 and step < tc.steps:
-                validate(step)
-        if step % tc.checkpoint_every == 0 or step == tc.steps:
-            save(step)
-    bar.close()
+    try:
+        end = tc.steps if stop_after is None else min(tc.steps, step + stop_after)
+        bar = tqdm(total=tc.steps, initial=step, desc=stage, disable=not (progress and d.main), dynamic_ncols=True)
+        last_terms: dict[str, float] = {}
+        while step < end:
+            opt.zero_grad(set_to_none=True)
+            terms_sum: dict[str, float] = {}
+            for micro in range(tc.grad_accum):
+                batch = loader.next_batch()
+                rgb = batch["rgb"].to(device, non_blocking=True)  # [B,3,H,W]
+                gt = batch["depth"].to(device, non_blocking=True)  # [B,1,H,W]
+                sync = d.world == 1 or micro == tc.grad_accum - 1
+                ctx = contextlib.nullcontext() if sync else net.no_sync()
+                with ctx:
+                    with autocast(device, tc.amp_dtype):
+                        if distill is None:
+                            out = net(rgb)
+                            total, terms = loss_fn(out, gt)
+                        else:
+                            total, terms = distill.objective(net, rgb, gt, loss_fn)
+                    if not torch.isfinite(total):
+                        raise FloatingPointError(f"{stage}: non-finite loss at step {step} ({batch['keys']})")
+                    scaler.scale(total / tc.grad_accum).backward()
+                for k, v in terms.items():
+                    terms_sum[k] = terms_sum.get(k, 0.0) + float(v.detach()) / tc.grad_accum
+                terms_sum["loss"] = terms_sum.get("loss", 0.0) + float(total.detach()) / tc.grad_accum
+            if tc.grad_clip > 0:
+                scaler.unscale_(opt)
+                terms_sum["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip))
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            step += 1
+            last_terms = terms_sum
+            if d.main:
+                bar.update(1)
+                bar.set_postfix(loss=f"{terms_sum['loss']:.4f}")
+                if step % tc.log_every == 0 or step == tc.steps:
+                    lrs = {f"lr/{g.get('name', i)}": g["lr"] for i, g in enumerate(opt.param_groups)}
+                    mlflow.log_metrics({f"train/{k}": v for k, v in terms_sum.items()} | lrs, step=step)
+                if step % tc.val_every == 0 and step < tc.steps:
+                    validate(step)
+            if step % tc.checkpoint_every == 0 or step == tc.steps:
+                save(step)
+        bar.close()
 
+    except BaseException:
+        if d.main:
+            mlflow.end_run(status="FAILED")
+        raise
     if step < tc.steps:  # stopped early on purpose
         if d.main:
             mlflow.end_run(status="KILLED")
