@@ -236,3 +236,19 @@ def test_materialisations_record_the_dvc_hash_as_their_data_version(repro):
             assert version == lock[stage]["outs"][0]["md5"], stage
             checked += 1
     assert checked
+
+
+def test_dap_dvc_cli_writes_checks_and_hashes(tmp_path, capsys):
+    from dap_model.cli import main
+
+    out = tmp_path / "params.yaml"
+    assert main(["dvc", "params", "--profile", "test", "--out", str(out)]) == 0
+    assert main(["dvc", "params", "--profile", "test", "--out", str(out), "--check"]) == 0
+    assert load_config(str(out)).train.steps == load_config("test").train.steps
+    out.write_text(out.read_text().replace("profile: test", "profile: test\nstale: true"))
+    assert main(["dvc", "params", "--profile", "test", "--out", str(out), "--check"]) == 1
+    capsys.readouterr()
+    assert main(["dvc", "hash", str(out)]) == 0
+    assert capsys.readouterr().out.split()[0] == dvc_hash(out)
+    assert main(["dvc", "hash", str(tmp_path / "missing")]) == 2
+    assert "no such file" in capsys.readouterr().err
