@@ -216,6 +216,10 @@ def test_helm_values_match_the_instance_and_the_gpu_asset_requests():
     profile = ROOT / Path(env["DAP_PROFILE"]).relative_to(env["DAP_PROJECT_DIR"])
     cfg = load_config(str(profile))
     assert cfg.ops.executor == "k8s"
+    from dap_assets.policies import executor_def
+
+    assert executor_def(cfg.ops).name == "k8s"
+    assert executor_def(load_config("test").ops).name == "multiprocess"
     assert cfg.ops.gpu_node_selector != d["nodeSelector"], "GPU steps must land on the GPU pool"
     assert HELM["runLauncher"]["type"] == "K8sRunLauncher"
     assert HELM["postgresql"]["enabled"] is False
