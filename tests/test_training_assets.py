@@ -131,3 +131,19 @@ def test_training_and_curation_assets_materialise_and_track():
     assert res2.success
     ctrl = pd.read_parquet(store.fetch("pseudo/curated/manifest.parquet"))
     assert set(ctrl["selected_by"]) == {"random"} and len(ctrl) == 4
+
+
+def test_stage3_job_is_a_gpu_pool_torchrun_process():
+    from dap_assets.assets.training import launch_command
+    from dap_assets.definitions import defs
+
+    a = defs.get_assets_def("dap_depth_model")
+    assert a.op.pool == "gpu"
+    import json
+
+    limits = json.loads(a.op.tags["dagster-k8s/config"])["container_config"]["resources"]["limits"]
+    assert limits["nvidia.com/gpu"] == "1"
+    one = launch_command(load_config("test"), ["train.steps=3"], "RUN")
+    assert one[1:5] == ["-m", "dap_model.training.launch", "--stage", "stage3"] and one[-2:] == ["--set", "train.steps=3"]
+    many = launch_command(load_config("test", ["ops.gpus_per_run=4"]), [], "RUN")
+    assert "--nproc_per_node=4" in many and many[many.index("--nproc_per_node=4") + 1:][:2] == ["-m", "dap_model.training.launch"]
