@@ -236,6 +236,12 @@ mutation Launch($params: ExecutionParams!) {
 }
 """
 
+SCHEDULES = """
+query Schedules($repo: RepositorySelector!) {
+  schedulesOrError(repositorySelector: $repo) { __typename ... on Schedules { results { name cronSchedule } } }
+}
+"""
+
 RUN_STATUS = """
 query Run($runId: ID!) { runOrError(runId: $runId) { __typename ... on Run { status } } }
 """
@@ -314,6 +320,14 @@ def test_webserver_launches_a_materialisation_that_lands_in_postgres(dagster_dep
 
     pool = _graphql(url, "query { instance { poolConfig { defaultPoolLimit poolGranularity } } }")
     assert pool["instance"]["poolConfig"] == {"defaultPoolLimit": 1, "poolGranularity": "op"}
+
+    if location == "dap_assets":
+        from dap_assets.assets.automation import retrain_schedule
+
+        repo = {"repositoryLocationName": location, "repositoryName": "__repository__"}
+        got = _graphql(url, SCHEDULES, {"repo": repo})["schedulesOrError"]
+        assert {s["name"]: s["cronSchedule"] for s in got["results"]}[retrain_schedule.name] == \
+            retrain_schedule.cron_schedule
 
 
 def test_gpu_pool_limit_can_be_set_through_the_cli(dagster_deployment, postgres):
