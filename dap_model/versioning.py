@@ -19,8 +19,6 @@ import subprocess
 from pathlib import Path
 from typing import Iterable
 
-import yaml
-
 from dap_model.config import DapConfig, DvcConfig, StorageConfig, project_dir
 from dap_model.errors import DapError, StorageError
 
@@ -102,10 +100,6 @@ def params_yaml(cfg: DapConfig) -> str:
         f"{cfg.profile}` from dap_model.config.DapConfig: do not edit by hand.\n"
     )
     return header + cfg.to_yaml()
-
-
-def read_params(path: str | Path) -> dict:
-    return yaml.safe_load(Path(path).read_text()) or {}
 
 
 def dvc_executable(cfg: DvcConfig) -> str:
