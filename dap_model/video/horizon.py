@@ -28,6 +28,7 @@ EDGE_BLUR = 0.8
 EDGE_COH = 0.75
 EDGE_PCT = 50.0
 TENSOR_WIN = 5
+VOTE_PX = 1.5
 
 
 @dataclass(frozen=True)
@@ -67,12 +68,13 @@ def seam_ratio(g: np.ndarray) -> float:
     columns (0) to unrelated columns half a turn apart (1).
 
     ~0 for a 360° ERP (the seam is just another pair of neighbours); ~1 or more when the left
-    and right edges do not meet (not a full turn)."""
+    and right edges do not meet (not a full turn). Per-column medians over rows, so a vertical
+    edge that happens to fall on the seam (covering less than half the rows) does not count."""
     b = cv2.GaussianBlur(g, (5, 5), 0)  # [h,w]
     w = b.shape[1]
-    adj = float(np.abs(np.diff(b, axis=1)).mean())
-    far = float(np.abs(b - np.roll(b, w // 2, axis=1)).mean())
-    seam = float(np.abs(b[:, 0] - b[:, -1]).mean())
+    adj = float(np.median(np.abs(np.diff(b, axis=1)), axis=0).mean())
+    far = float(np.median(np.abs(b - np.roll(b, w // 2, axis=1)), axis=0).mean())
+    seam = float(np.median(np.abs(b[:, 0] - b[:, -1])))
     return (seam - adj) / max(far - adj, 6.0)
 
 
@@ -185,7 +187,7 @@ def estimate_up(g: np.ndarray, search_deg: float = SEARCH_DEG) -> tuple[np.ndarr
     n, w = _line_normals(g)
     if n.shape[0] < 30:
         return np.array([np.nan] * 3, np.float32), 0.0, int(n.shape[0])
-    sigma = math.sin(math.radians(2.0))
+    sigma = math.sin(math.radians(max(2.0, VOTE_PX * 180.0 / g.shape[0])))  # vote width: >= 1.5 px of arc
     cands = _candidates(search_deg, 3.0)
     coarse = slice(None) if n.shape[0] <= 1000 else slice(None, None, n.shape[0] // 1000 + 1)
     v = cands[int(np.argmax(_score(n[coarse], w[coarse], cands, 2 * sigma)))]
