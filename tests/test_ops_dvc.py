@@ -63,6 +63,14 @@ def test_params_yaml_is_the_resolved_config_of_its_profile():
         load_config(tree["profile"]).model_dump(exclude={"profile"})
 
 
+def test_dvc_yaml_is_generated_from_the_current_graph():
+    from dap_assets.dvc_stages import render
+
+    assert (ROOT / "dvc.yaml").read_text() == render(_graph()), (
+        "dvc.yaml is stale: run `python -m dap_assets.dvc_stages --write`"
+    )
+
+
 def test_dvc_stages_are_the_assets_with_the_same_edges():
     graph = _graph()
     assets = {k.to_user_string(): k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable}
