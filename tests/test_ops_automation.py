@@ -225,3 +225,28 @@ def test_new_video_sensor_adds_partitions_for_new_manifest_rows_only():
         assert list(added.partition_keys) == [ids[-1]]
         assert ids[-1] not in request.partition_keys
 
+
+
+def test_manifest_checks_fail_on_a_bad_manifest_and_pass_on_a_good_one():
+    import pandas as pd
+
+    from dap_assets.assets import manifest_checks
+    from dap_assets.resources import default_resources
+    from dap_model.training.pseudo import PSEUDO_COLUMNS
+
+    storage = default_resources(profile="test")["storage"]
+    store = storage.store()
+    row = {"key": "a", "shard": "pseudo-000000.tar", "domain": "indoor", "source": "synth",
+           "pool_shard": "synth/shards/synth-000000.tar", "valid_fraction": 0.5, "median_depth_m": 3.0}
+    assert list(row) == PSEUDO_COLUMNS
+    store.put_bytes("pseudo/stage1/manifest.parquet", pd.DataFrame([row]).to_parquet(index=False))
+    missing = manifest_checks.stage1_pseudo_labels_schema(storage=storage)
+    assert not missing.passed and missing.metadata["missing_shards"].data == ["pseudo-000000.tar"]
+    store.put_bytes("pseudo/stage1/pseudo-000000.tar", b"tar")
+    assert manifest_checks.stage1_pseudo_labels_schema(storage=storage).passed
+    bad = pd.DataFrame([{**row, "domain": "space", "valid_fraction": 1.5}])
+    store.put_bytes("pseudo/stage1/manifest.parquet", bad.to_parquet(index=False))
+    failed = manifest_checks.stage1_pseudo_labels_schema(storage=storage)
+    assert not failed.passed and "failure_cases" in failed.metadata
+    absent = manifest_checks.stage2_pseudo_labels_schema(storage=storage)
+    assert not absent.passed and "missing" in absent.metadata["error"].text
