@@ -4,7 +4,7 @@
 from dagster import (
     AssetCheckResult, AssetExecutionContext, DynamicPartitionsDefinition,
     Failure, MaterializeResult, MetadataValue, SensorEvaluationContext, SensorResult, SkipReason,
-    asset, asset_check, sensor,
+    AssetCheckSeverity, asset, asset_check, sensor,
 )
 
 from dap_assets.resources import DapConfigResource, StorageResource
@@ -100,6 +100,23 @@ def web_frames_manifest_valid(context, storage: StorageResource) -> AssetCheckRe
     except (DapError, InputError) as err:
         return AssetCheckResult(passed=False, metadata={"error": str(err)})
     return AssetCheckResult(passed=True, metadata={"rows": len(df), "accepted": int(df["accepted"].sum())})
+
+
+@asset_check(asset=web_frames, description="the video yielded at least one accepted frame (WARN otherwise)")
+def web_frames_yield(context, storage: StorageResource) -> AssetCheckResult:
+    from dap_model.video.pipeline import read_frames_manifest
+
+    vid = context.partition_key if context.has_partition_key else None
+    if vid is None:
+        return AssetCheckResult(passed=False, description="run per partition (one video)")
+    df = read_frames_manifest(storage.store(), vid)
+    accepted = int(df["accepted"].sum())
+    return AssetCheckResult(
+        passed=accepted > 0,
+        severity=AssetCheckSeverity.WARN,
+        metadata={"accepted": accepted, "sampled": len(df),
+                  "by_reason": MetadataValue.json({str(k): int(v) for k, v in df["reason"].value_counts().items()})},
+    )
 
 
 SENSORS = [web_video_manifest_sensor]
