@@ -239,6 +239,7 @@ def train(
         end = tc.steps if stop_after is None else min(tc.steps, step + stop_after)
         bar = tqdm(total=tc.steps, initial=step, desc=stage, disable=not (progress and d.main), dynamic_ncols=True)
         last_terms: dict[str, float] = {}
+        skipped = 0
         while step < end:
             opt.zero_grad(set_to_none=True)
             terms_sum: dict[str, float] = {}
@@ -261,10 +262,16 @@ def train(
                 for k, v in terms.items():
                     terms_sum[k] = terms_sum.get(k, 0.0) + float(v.detach()) / tc.grad_accum
                 terms_sum["loss"] = terms_sum.get("loss", 0.0) + float(total.detach()) / tc.grad_accum
-            if tc.grad_clip > 0:
-                scaler.unscale_(opt)
-                terms_sum["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip))
-            scaler.step(opt)
+            scaler.unscale_(opt)
+            max_norm = tc.grad_clip if tc.grad_clip > 0 else float("inf")
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
+            terms_sum["grad_norm"] = grad_norm
+            if np.isfinite(grad_norm) or scaler.is_enabled():
+                scaler.step(opt)  # the fp16 scaler skips non-finite steps itself
+            else:  # bf16/fp32: a non-finite gradient would poison the weights; skip the update
+                skipped += 1
+                opt.zero_grad(set_to_none=True)
+            terms_sum["skipped_steps"] = float(skipped)
             scaler.update()
             sched.step()
             step += 1
