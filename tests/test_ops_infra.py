@@ -153,8 +153,10 @@ def test_workspace_points_at_the_code_service_grpc_port():
 
 def test_mlflow_server_uses_postgres_and_minio_and_the_code_points_at_it():
     cmd = SERVICES["mlflow"]["command"]
-    backend = urlparse(_flag(cmd, "--backend-store-uri"))
+    assert "--backend-store-uri" not in cmd, "the backend URI holds the password: pass it by environment"
+    backend = urlparse(_env("mlflow")["MLFLOW_BACKEND_STORE_URI"])
     assert backend.scheme == "postgresql" and backend.hostname == "postgres"
+    assert backend.password == _env("postgres")["POSTGRES_PASSWORD"]
     assert "CREATE DATABASE " + backend.path.strip("/") in (INFRA / "postgres-init.sql").read_text()
     artifacts = urlparse(_flag(cmd, "--artifacts-destination"))
     init = " ".join(SERVICES["minio-init"]["entrypoint"])

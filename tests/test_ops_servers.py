@@ -355,13 +355,12 @@ def mlflow_process(postgres, s3_server, tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env.update(creds)
     env["MLFLOW_S3_ENDPOINT_URL"] = s3_server
-    backend = (f"postgresql://{postgres['user']}:{postgres['password']}@{postgres['host']}:"
-               f"{postgres['port']}/mlflow")
+    env["MLFLOW_BACKEND_STORE_URI"] = (f"postgresql://{postgres['user']}:{postgres['password']}@"
+                                       f"{postgres['host']}:{postgres['port']}/mlflow")
     log = base / "mlflow.log"
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
-            [str(BIN / "mlflow"), "server", "--backend-store-uri", backend,
-             "--artifacts-destination", f"s3://{bucket}/artifacts", "--host", "127.0.0.1",
+            [str(BIN / "mlflow"), "server", "--artifacts-destination", f"s3://{bucket}/artifacts", "--host", "127.0.0.1",
              "--port", str(port), "--workers", "1"],
             cwd=base, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
         )
@@ -378,7 +377,8 @@ def mlflow_server(mlflow_process):
     return mlflow_process
 
 
-def test_runs_logged_through_dap_tracking_land_on_the_server_with_artifacts_in_s3(mlflow_server, tmp_path, monkeypatch):
+def test_runs_logged_through_dap_tracking_land_on_the_server_with_artifacts_in_s3(mlflow_server, postgres, tmp_path,
+                                                                                  monkeypatch):
     import boto3
     import mlflow
 
@@ -408,6 +408,13 @@ def test_runs_logged_through_dap_tracking_land_on_the_server_with_artifacts_in_s
     assert mine, keys
     body = s3.get_object(Bucket=mlflow_server["bucket"], Key=mine[0])["Body"].read()
     assert json.loads(body) == {"abs_rel": 0.1}
+    import psycopg2
+
+    conn = psycopg2.connect(dbname="mlflow", **postgres)
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT status FROM runs WHERE run_uuid = %s", (run.info.run_id,))
+        assert cur.fetchone() == ("FINISHED",)
+    conn.close()
 
 
 def test_embedded_default_tracks_into_sqlite_in_the_project_folder(tmp_path):
