@@ -82,7 +82,8 @@ def scene_tags(context: AssetExecutionContext, dap: DapConfigResource, storage: 
             "failed": len(failed),
             "counts": _md_table(counts),
             "mean_confidence": float(tags.loc[tags["ok"], "confidence"].mean()) if tags["ok"].any() else 0.0,
-        }
+        },
+        data_version=DataVersion(store_hash(store, TAGS_KEY)),
     )
 
 
@@ -100,7 +101,8 @@ def unlabeled_pool(context: AssetExecutionContext, dap: DapConfigResource, stora
             "images": len(pool),
             "counts": MetadataValue.json(pool_counts(pool)),
             "head": _md_table(pool.head(8)),
-        }
+        },
+        data_version=DataVersion(store_hash(store, POOL_KEY)),
     )
 
 
