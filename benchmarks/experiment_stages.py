@@ -77,7 +77,6 @@ def main() -> int:
     from dap_model.training.stages import model_key, run_stage
     from dap_model.training.tracking import log_metrics_to_run
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
     cfg = load_config(args.profile, args.overrides)
     data = project / "data"
     timings: dict[str, float] = {}
