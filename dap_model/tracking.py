@@ -5,6 +5,8 @@ unless `MLFLOW_TRACKING_URI` or the `mlflow.tracking_uri` knob says otherwise.""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import urllib.parse
 import urllib.request
@@ -39,6 +41,24 @@ def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
         raise DapError(f"MLflow tracking server {uri} is unreachable: {err}") from None
 
 
+@contextlib.contextmanager
+def _sqlite_init_lock(uri: str):
+    """Serialise the first use of a sqlite store across processes: MLflow creates and migrates
+    the schema on first connection, and two processes doing it at once collide ("table ...
+    already exists")."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    db = Path(uri[len("sqlite:///"):])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def setup_mlflow(cfg: MlflowConfig) -> str:
     """Point mlflow at the tracking store and make sure experiment `cfg.experiment` exists.
 
@@ -48,6 +68,11 @@ def setup_mlflow(cfg: MlflowConfig) -> str:
     uri = resolve_tracking_uri(cfg)
     check_reachable(uri)
     mlflow.set_tracking_uri(uri)
+    with _sqlite_init_lock(uri):
+        return _ensure_experiment(mlflow, cfg, uri)
+
+
+def _ensure_experiment(mlflow, cfg: MlflowConfig, uri: str) -> str:
     exp = mlflow.get_experiment_by_name(cfg.experiment)
     if exp is None:
         artifact_location = default_artifact_root() if uri.startswith("sqlite:") else None
