@@ -55,14 +55,13 @@ def main() -> int:
             n += len(loader.next_batch()["keys"])
         loader_sps = n / (time.perf_counter() - t)
         run = {}
-        for steps in (2, 2 + args.steps):  # the difference removes start-up and the final validation/export
+        for tag, steps in (("warm", 2), ("base", 2), ("long", 2 + args.steps)):  # difference: no start-up/export
             cfg = load_config(profile, [f"train.steps={steps}", f"train.checkpoint_every={steps}",
-                                        "train.val_every=100000", "train.log_every=100000"])
+                                        "train.val_every=100000", "train.log_every=100000", f"train.seed={len(run)}"])
             t = time.perf_counter()
-            res = train(cfg, "stage1", inputs.sources, [], tmp / f"run-{profile}-{steps}", progress=False,
-                        log_model=False)
-            run[steps] = time.perf_counter() - t
-        d = tmp / f"run-{profile}-{2 + args.steps}" / "checkpoints"
+            train(cfg, "stage1", inputs.sources, [], tmp / f"run-{profile}-{tag}", progress=False, log_model=False)
+            run[tag] = time.perf_counter() - t
+        d = tmp / f"run-{profile}-long" / "checkpoints"
         last = ckpt.latest_checkpoint(d)
         from dap_model.models import build_model, save_model
 
@@ -74,7 +73,7 @@ def main() -> int:
         t = time.perf_counter()
         ckpt.load_trainer_state(ckpt.latest_checkpoint(tmp / f"ck-{profile}"))
         load_s = time.perf_counter() - t
-        step_s = (run[2 + args.steps] - run[2]) / args.steps
+        step_s = (run["long"] - run["base"]) / args.steps
         results["profiles"][profile] = {
             "backbone": cfg0.model.backbone, "height": h, "batch_size": cfg0.train.batch_size,
             "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
