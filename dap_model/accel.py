@@ -30,3 +30,11 @@ def resolve_dtype(spec: str, device):
     if spec not in table:
         raise ConfigError(f"dtype {spec!r}: expected one of auto, {', '.join(table)}")
     return table[spec]
+
+
+def apply_cpu_threads(n: int) -> None:
+    """`torch.set_num_threads(n)` when `n` > 0 (the `train.threads` knob); 0 keeps torch's default."""
+    import torch
+
+    if n > 0 and torch.get_num_threads() != n:
+        torch.set_num_threads(n)

@@ -118,6 +118,9 @@ def evaluate(
     `save_predictions`: write `<DIR>/<key>_pred.npy` (float32 metres at the gt's resolution,
     0 = invalid) for every sample. Raises InputError when the benchmark has no sample with
     ground truth."""
+    from dap_model.accel import apply_cpu_threads
+
+    apply_cpu_threads(cfg.train.threads)
     device = device or pick_device(cfg.eval.device)
     model = model.to(device).eval()
     height = inference_height(cfg, model.patch_size)

@@ -79,9 +79,11 @@ def _to_tensors(rgbs, depths, device):
 
 def train_discriminator(cfg: DapConfig, store, stage1_model: str | Path, pseudo_prefix: str, progress: bool = True):
     """Returns (discriminator in eval mode, per-step losses list)."""
+    from dap_model.accel import apply_cpu_threads
     from dap_model.models import build_discriminator, discriminator_loss, load_model
 
     cc, tc = cfg.curation, cfg.train
+    apply_cpu_threads(tc.threads)
     device = resolve_device(tc.device)
     torch.manual_seed(cc.seed)
     disc = build_discriminator(cfg.discriminator).to(device).train()

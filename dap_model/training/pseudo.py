@@ -76,8 +76,10 @@ def pseudo_label_pool(
     cfg: DapConfig, store, model_path: str | Path, out_prefix: str, stage: str, progress: bool = True
 ) -> pd.DataFrame:
     """Label the whole pool with the model at `model_path`; returns the manifest (PSEUDO_COLUMNS)."""
+    from dap_model.accel import apply_cpu_threads
     from dap_model.models import load_model
 
+    apply_cpu_threads(cfg.train.threads)
     device = resolve_device(cfg.train.device)
     model = load_model(model_path, map_location=device).eval()
     pool = read_pool_manifest(store)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from dap_model.accel import resolve_device
+from dap_model.accel import apply_cpu_threads, resolve_device
 from dap_model.config import DapConfig, write_resolved_config
 from dap_model.errors import ConfigError, InputError
 from dap_model.io import atomic_write_text
@@ -120,6 +120,7 @@ def train(
 
     t0 = time.perf_counter()
     tc = cfg.train
+    apply_cpu_threads(tc.threads)
     d, device = init_distributed(tc.device)
     run_dir = Path(run_dir)
     ckpt_dir = run_dir / "checkpoints"
