@@ -47,4 +47,4 @@ bench: setup
 	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; HF_HUB_OFFLINE=1 $(VENV)/bin/python $$b; done
 
 clean-state:
-	rm -rf .dagster mlflow.db mlartifacts data reports
+	rm -rf .dagster mlflow.db mlflow.db.lock mlartifacts data reports runs .cache
