@@ -57,6 +57,16 @@ def _run_all(instance, resources, defs_assets, keys):
         res = materialize(defs_assets, selection=AssetSelection.assets("web_videos", "web_frames"), instance=instance,
                           resources=resources, partition_key=pk, raise_on_error=False)
         msg = ""
+        if res.success:
+            from dap_model.versioning import store_hash
+
+            store = resources["storage"].store()
+            for m in res.get_asset_materialization_events():
+                version = m.materialization.tags.get("dagster/data_version")
+                key = m.asset_key.to_user_string()
+                expected = f"web/frames/{pk}" if key == "web_frames" else next(
+                    k for k in store.list("web/videos") if k.startswith(f"web/videos/{pk}.") and not k.endswith(".json"))
+                assert version == store_hash(store, expected), (key, pk)  # DVC's md5 is the data version
         if not res.success:
             fails = [e for e in res.all_events if e.event_type_value == "STEP_FAILURE"]
             msg = fails[0].event_specific_data.error.message if fails else "?"

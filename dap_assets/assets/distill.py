@@ -1,7 +1,7 @@
 """Depth Anywhere branch: `perspective_pseudo_labels` — a perspective teacher on randomly rotated
 cube faces of the unlabeled pool, sky/watermark masked (`dap_model.distill`)."""
 
-from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetKey, DataVersion, MaterializeResult, MetadataValue, asset
 
 from dap_assets.resources import DapConfigResource, StorageResource
 from dap_model.distill.pseudo import MANIFEST_KEY, build_perspective_pseudo_labels
@@ -20,7 +20,9 @@ def perspective_pseudo_labels(context: AssetExecutionContext, dap: DapConfigReso
     res = build_perspective_pseudo_labels(cfg, store, progress=False)
     m = res.manifest
     kept = m[m["kept"]]
-    return MaterializeResult(metadata={
+    from dap_model.versioning import store_hash
+
+    return MaterializeResult(data_version=DataVersion(store_hash(store, MANIFEST_KEY)), metadata={
         "manifest": store.uri(MANIFEST_KEY),
         "teacher": res.teacher,
         "teacher_source": res.teacher_source,

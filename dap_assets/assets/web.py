@@ -2,7 +2,7 @@
 
 
 from dagster import (
-    AssetCheckResult, AssetExecutionContext, DynamicPartitionsDefinition,
+    AssetCheckResult, AssetExecutionContext, DataVersion, DynamicPartitionsDefinition,
     Failure, MaterializeResult, MetadataValue, SensorEvaluationContext, SensorResult, SkipReason,
     AssetCheckSeverity, asset, asset_check, sensor,
 )
@@ -17,9 +17,16 @@ WEB_VIDEOS = DynamicPartitionsDefinition(name="web_videos")
 def web_video_manifest(context: AssetExecutionContext, dap: DapConfigResource, storage: StorageResource) -> MaterializeResult:
     from dap_model.video.pipeline import build_manifest, manifest_source
 
+    import hashlib
+
+    from dap_model.versioning import store_hash
+    from dap_model.video.webstyle import MANIFEST_KEY
+
     cfg, store = dap.get(), storage.store()
     df, generated = build_manifest(cfg, store, context.log.info)
-    return MaterializeResult(metadata={
+    version = (store_hash(store, MANIFEST_KEY) if generated  # DVC's md5 of the stored manifest
+               else hashlib.md5(df.to_csv(index=False).encode()).hexdigest())  # an external table's content
+    return MaterializeResult(data_version=DataVersion(version), metadata={
         "videos": len(df), "generated_default": generated, "source": manifest_source(cfg, store),
         "schemes": MetadataValue.json(df["url"].str.split(":").str[0].value_counts().to_dict()),
         "preview": MetadataValue.md(df[["video_id", "url", "licence"]].head(20).to_markdown(index=False)),
@@ -62,7 +69,9 @@ def web_videos(context: AssetExecutionContext, dap: DapConfigResource, storage: 
         meta = fetch_video(dap.get(), storage.store(), vid)
     except DapError as err:
         raise _fail(err, f"web video {vid}") from None
-    return MaterializeResult(metadata={
+    from dap_model.versioning import store_hash
+
+    return MaterializeResult(data_version=DataVersion(store_hash(storage.store(), meta["key"])), metadata={
         "source": meta["source"], "uri": meta["uri"], "sha256": meta["sha256"], "size_bytes": meta["size_bytes"],
         "resolution": f"{meta['width']}x{meta['height']}", "fps": meta["fps"], "frames": meta["frames"],
         "method": meta["method"], "cached": meta["cached"], "licence": str(meta.get("licence")),
@@ -79,7 +88,9 @@ def web_frames(context: AssetExecutionContext, dap: DapConfigResource, storage: 
         df, summary = extract_video(dap.get(), storage.store(), vid)
     except DapError as err:
         raise _fail(err, f"web frames {vid}") from None
-    return MaterializeResult(metadata={
+    from dap_model.versioning import store_hash
+
+    return MaterializeResult(data_version=DataVersion(store_hash(storage.store(), f"web/frames/{vid}")), metadata={
         "sampled": summary["sampled"], "accepted": summary["accepted"], "rejected": summary["rejected"],
         "by_reason": MetadataValue.json(summary["by_reason"]), "layouts": MetadataValue.json(summary["layouts"]),
         "shards": len(summary["shards"]), "cached": summary["cached"],
