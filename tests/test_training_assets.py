@@ -70,7 +70,8 @@ def test_training_and_curation_assets_materialise_and_track():
     from dap_assets.definitions import defs
     from dap_assets.resources import default_resources
     from dap_model.tracking import setup_mlflow
-    from dap_model.training.tracking import load_logged_model
+    from dap_model.config import load_config
+    from dap_model.inference import load_checkpoint
 
     store = LocalStore(build_store(project_dir() / "data", h=32, n_train=8, n_pool=8, shard_size=4))
     instance = DagsterInstance.ephemeral()
@@ -118,7 +119,7 @@ def test_training_and_curation_assets_materialise_and_track():
     from dap_model.models import load_model
 
     v3 = meta["dap_depth_model"]["model_version"]
-    logged = load_logged_model(f"models:/dap-depth/{v3}")
+    logged = load_checkpoint(f"models:/dap-depth/{v3}", load_config("test"))
     published = load_model(store.fetch("models/stage3/model.safetensors"))
     x = torch.rand(2, 3, 32, 64)
     assert torch.equal(logged.predict(x), published.predict(x))

@@ -124,28 +124,34 @@ class ShardWriter:
             self.close()
 
 
-def iter_shard(path: str | Path, keys: Iterable[str] | None = None) -> Iterator[Sample]:
-    """Samples of one shard in stored order (optionally only `keys`)."""
-    wanted = set(keys) if keys is not None else None
+def read_raw(path: str | Path) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {ext: bytes}) per sample of a shard, in stored order, without decoding (the writer
+    stores a sample's members contiguously)."""
     path = Path(path)
-    parts: dict[str, dict[str, bytes]] = {}
-    order: list[str] = []
+    current, parts = None, {}
     try:
         with tarfile.open(path, "r") as tar:
             for member in tar:
                 if not member.isfile():
                     continue
                 key, _, ext = member.name.partition(".")
-                if wanted is not None and key not in wanted:
-                    continue
-                if key not in parts:
-                    parts[key] = {}
-                    order.append(key)
-                parts[key][ext] = tar.extractfile(member).read()
+                if key != current:
+                    if current is not None:
+                        yield current, parts
+                    current, parts = key, {}
+                parts[ext] = tar.extractfile(member).read()
     except (tarfile.TarError, OSError) as err:
         raise InputError(f"{path}: unreadable shard ({err})") from None
-    for key in order:
-        p = parts[key]
+    if current is not None:
+        yield current, parts
+
+
+def iter_shard(path: str | Path, keys: Iterable[str] | None = None) -> Iterator[Sample]:
+    """Samples of one shard in stored order (optionally only `keys`)."""
+    wanted = set(keys) if keys is not None else None
+    for key, p in read_raw(path):
+        if wanted is not None and key not in wanted:
+            continue
         yield Sample(
             key=key,
             rgb=decode_png(p["rgb.png"], f"{path}:{key}.rgb.png"),

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 
 from dap_model.config import TrainConfig
-from dap_model.data.shards import decode_png
+from dap_model.data.shards import decode_png, read_raw  # noqa: F401 - re-exported for the training readers
 from dap_model.errors import InputError
 
 
@@ -108,26 +107,6 @@ def resize_pair(rgb: np.ndarray, depth: np.ndarray | None, height: int):
 def clean_depth(depth: np.ndarray) -> np.ndarray:
     depth = depth.astype(np.float32, copy=False)
     return np.where(np.isfinite(depth) & (depth > 0), depth, 0.0).astype(np.float32)
-
-
-def read_raw(path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {ext: bytes}) per sample of a shard, in stored order, without decoding."""
-    current, parts = None, {}
-    try:
-        with tarfile.open(path, "r") as tar:
-            for m in tar:
-                if not m.isfile():
-                    continue
-                key, _, ext = m.name.partition(".")
-                if key != current:
-                    if current is not None:
-                        yield current, parts
-                    current, parts = key, {}
-                parts[ext] = tar.extractfile(m).read()
-    except (tarfile.TarError, OSError) as err:
-        raise InputError(f"{path}: unreadable shard ({err})") from None
-    if current is not None:
-        yield current, parts
 
 
 def decode_raw(key: str, parts: dict[str, bytes], where: str) -> tuple[np.ndarray, np.ndarray | None, dict]:

@@ -107,25 +107,3 @@ def log_metrics_to_run(cfg: DapConfig, run_id: str, metrics: dict[str, Any], ste
         run_id,
         metrics=[Metric(k, float(v), ts, step or 0) for k, v in metrics.items() if np.isfinite(float(v))],
     )
-
-
-def load_logged_model(model_uri: str, map_location: str = "cpu"):
-    """A logged/registered model (`models:/dap-depth@champion`, `runs:/<id>/model`) as a
-    `DapModel`, from the safetensors file logged beside it (no unpickling; the pt2 graph MLflow
-    stores is specialised to the example's shape)."""
-    import tempfile
-
-    import mlflow
-
-    from dap_model.errors import InputError
-    from dap_model.models import load_model
-
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{model_uri.rstrip('/')}/extra_files", dst_path=tmp))
-        except Exception as err:
-            raise InputError(f"{model_uri}: cannot download the model's files ({err})") from None
-        file = local / "model.safetensors"
-        if not file.is_file():
-            raise InputError(f"{model_uri}: no extra_files/model.safetensors (not logged by dap train)")
-        return load_model(file, map_location=map_location)
