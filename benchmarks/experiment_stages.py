@@ -144,6 +144,16 @@ def main() -> int:
         client.set_tag(long.run_id, "dap.experiment_arm", "stage1_3x_steps")
         runs["stage1_3x_steps"] = {"run_id": long.run_id, "file": long.checkpoint, "cfg": long_cfg, "store": store}
 
+    from dap_model.training.curation import pseudo_label_errors
+
+    pseudo_quality = {}
+    for name, st, prefix in (("stage1", store, "pseudo/stage1"), ("stage2", store, "pseudo/stage2"),
+                             ("stage2_random", ctrl_store, "pseudo/stage2")):
+        err = pseudo_label_errors(cfg, st, prefix)
+        pseudo_quality[name] = {"n": len(err), "abs_rel_mean": float(err["abs_rel"].mean()),
+                                "abs_rel_median": float(err["abs_rel"].median()),
+                                "abs_rel_mean_by_source": err.groupby("gt_prefix")["abs_rel"].mean().to_dict()}
+
     results = {}
     for name, r in runs.items():
         res = step(f"eval[{name}]", lambda: evaluate(r["cfg"], r["store"], r["file"]))
@@ -156,6 +166,7 @@ def main() -> int:
         "results": results,
         "rank_correlation": {k[len("rank_corr_"):]: v for k, v in disc.items() if k.startswith("rank_corr_")},
         "curation": curation,
+        "pseudo_label_true_error": pseudo_quality,
         "claim_stage3_beats_stage1_on_web": (
             results["stage3"]["web_test"]["abs_rel"] < results["stage1"]["web_test"]["abs_rel"]
             if "web_test" in results.get("stage1", {}) else None),
@@ -177,6 +188,11 @@ def main() -> int:
               f"Selected pseudo-labels' true AbsRel: discriminator {curation['discriminator'].get('true_abs_rel_selected', float('nan')):.4f}, "
               f"random {curation['random'].get('true_abs_rel_selected', float('nan')):.4f}, "
               f"pool mean {curation['discriminator'].get('true_abs_rel_all', float('nan')):.4f}."]
+    lines.append("Pseudo-labels' true AbsRel over the pool (mean / median): " + ", ".join(
+        f"{k} {v['abs_rel_mean']:.4f} / {v['abs_rel_median']:.4f}" for k, v in pseudo_quality.items()) + ".")
+    lines.append(f"Setting: profile {args.profile}, overrides {args.overrides or 'none'}, "
+                 f"init_from_previous={cfg.train.init_from_previous}, pseudo_views={cfg.curation.pseudo_views}; "
+                 f"{summary['setting']['machine']}.")
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dap_model.errors import ConfigError
 from dap_model.io import atomic_write_text
@@ -347,7 +347,9 @@ class TrainConfig(Section):
     log_images: int = Field(3, ge=0, description="RGB | GT | pred images logged per validation")
     shuffle_buffer: int = Field(64, ge=1, description="samples in the streaming shuffle buffer")
     labeled_repeat: int = Field(1, ge=1, description="times the labelled shards appear per epoch next to pseudo-labels")
-    init_from_previous: bool = Field(True, description="stage 2/3 start from the previous stage's weights")
+    init_from_previous: bool = Field(
+        False, description="stage 2/3 start from the previous stage's weights (off: every stage has the same budget from the same init)"
+    )
     run_root: str = Field("runs", description="training folders (checkpoints) relative to the project folder")
     aug_flip_prob: float = Field(0.5, ge=0, le=1, description="horizontal flip (mirror) probability")
     aug_roll_prob: float = Field(1.0, ge=0, le=1, description="horizontal roll (random yaw) probability")
@@ -366,6 +368,9 @@ class CurationConfig(Section):
         "discriminator", description="'random' = the control: K random samples per domain"
     )
     seed: int = 0
+    pseudo_views: int = Field(
+        4, ge=1, le=64, description="pseudo-labels averaged over views/2 yaw rolls x (plain, mirrored); 1 = one pass, else even"
+    )
     disc_steps: int = Field(200, ge=1, description="discriminator training steps")
     disc_batch_size: int = Field(8, ge=1)
     disc_lr: float = Field(2e-4, gt=0)
@@ -376,6 +381,13 @@ class CurationConfig(Section):
         default_factory=lambda: ["web/gt", "synth/gt"],
         description="withheld GT of pool samples: measures pseudo-label error only, never trains",
     )
+
+    @field_validator("pseudo_views")
+    @classmethod
+    def _one_or_even(cls, v: int) -> int:
+        if v != 1 and v % 2:
+            raise ValueError(f"must be 1 or even (yaw rolls x plain/mirrored), got {v}")
+        return v
 
 
 class DistillConfig(Section):

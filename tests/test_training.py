@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from dap_model.config import load_config
+from dap_model.errors import ConfigError
 from dap_model.training import checkpoint as ckpt
 from dap_model.training.data import Augment, BatchLoader, ShardSource, ShardStream, augment
 from dap_model.training.schedule import lr_factor
@@ -223,3 +224,24 @@ def test_bf16_training_on_cuda(tmp_path):
     cfg = load_config("test", ["train.device=cuda", "train.amp_dtype=bf16", "train.steps=3"])
     res = run_stage(cfg, LocalStore(root), "stage1", run_dir=tmp_path / "gpu", progress=False, log_model=False)
     assert res.step == 3 and np.isfinite(res.metrics["train/loss"])
+
+
+def test_equivariant_prediction_commutes_with_its_yaw_rolls_and_mirror():
+    from dap_model.models import build_model
+    from dap_model.training.evaluate import predict_equivariant
+
+    torch.manual_seed(0)
+    cfg = load_config("test", ["model.mask_threshold=1e-6"])
+    model = build_model(cfg.model).eval()
+    x = torch.rand(2, 3, 32, 64)  # [B,3,H,W]
+    one = predict_equivariant(model, x, 1)
+    assert torch.allclose(one, model.predict(x), rtol=1e-5, atol=1e-6)
+    views = 4  # rolls by 0 and W/2, each plain and mirrored
+    avg = predict_equivariant(model, x, views)
+    rolled = predict_equivariant(model, torch.roll(x, 32, dims=-1), views)
+    torch.testing.assert_close(rolled, torch.roll(avg, 32, dims=-1), rtol=1e-4, atol=1e-4)
+    mirrored = predict_equivariant(model, x.flip(-1), views)
+    torch.testing.assert_close(mirrored, avg.flip(-1), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ConfigError, match="pseudo_views"):
+        load_config("test", ["curation.pseudo_views=3"])
+    assert not torch.allclose(avg, one, rtol=1e-3)  # the views differ: averaging does something

@@ -95,7 +95,8 @@ def pseudo_label_pool(
                 torch.from_numpy(resize_pair(rgb, None, cfg.train.height)[0].transpose(2, 0, 1).astype(np.float32) / 255.0)
                 for _, rgb in pending
             ])  # [B,3,H,2H]
-            preds = predict_at(model, x, [rgb.shape[:2] for _, rgb in pending], device, cfg.train.amp_dtype)
+            preds = predict_at(model, x, [rgb.shape[:2] for _, rgb in pending], device, cfg.train.amp_dtype,
+                               cfg.curation.pseudo_views)
             for (row, rgb), depth in zip(pending, preds):
                 valid = depth > 0
                 meta = {"domain": row["domain"], "source": row["source"], "pool_shard": row["shard"], "stage": stage}
