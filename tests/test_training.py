@@ -56,6 +56,28 @@ def test_roll_and_flip_move_rgb_and_depth_together():
     assert np.array_equal(d, depth) and not np.allclose(r, colour) and r.min() >= 0 and r.max() <= 1
 
 
+def test_appearance_shift_changes_colour_only_and_gain_is_per_channel():
+    from dap_model.training.data import appearance_shift
+
+    rng = np.random.default_rng(1)
+    depth = rng.uniform(1, 50, (16, 32)).astype(np.float32)
+    colour = rng.uniform(0.1, 0.7, (16, 32, 3)).astype(np.float32)
+    full = Augment(appearance_prob=1.0, channel_gain=0.3, gamma=1.5, grey_prob=0.5, noise_std=0.05, blur_sigma=1.0)
+    for seed in range(4):
+        r, d = augment(colour, depth, np.random.default_rng(seed), full)
+        assert np.array_equal(d, depth) and not np.allclose(r, colour) and r.min() >= 0 and r.max() <= 1
+        r2, _ = augment(colour, depth, np.random.default_rng(seed), full)
+        assert np.array_equal(r, r2)
+    # gain alone (gamma 1, no grey/noise/blur): out / in is one constant per channel
+    gain_only = Augment(appearance_prob=1.0, channel_gain=0.3)
+    out = appearance_shift(colour, np.random.default_rng(5), gain_only)
+    ratio = out / colour  # [H,W,3]
+    np.testing.assert_allclose(ratio, np.broadcast_to(ratio[0, 0], ratio.shape), rtol=1e-5)
+    assert np.ptp(ratio[0, 0]) > 0.01  # the channels got different gains: a colour cast
+    off = Augment(appearance_prob=0.0, channel_gain=0.3, noise_std=0.05)
+    assert np.array_equal(augment(colour, depth, np.random.default_rng(0), off)[0], colour)
+
+
 @pytest.fixture
 def store_root(tmp_path):
     return build_store(tmp_path / "store", h=32, n_train=10, shard_size=3)

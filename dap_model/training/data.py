@@ -41,6 +41,12 @@ class Augment:
     contrast: float = 0.0
     saturation: float = 0.0
     hue: float = 0.0
+    appearance_prob: float = 0.0
+    channel_gain: float = 0.0
+    gamma: float = 1.0
+    grey_prob: float = 0.0
+    noise_std: float = 0.0
+    blur_sigma: float = 0.0
 
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> "Augment":
@@ -52,6 +58,12 @@ class Augment:
             contrast=cfg.aug_contrast,
             saturation=cfg.aug_saturation,
             hue=cfg.aug_hue,
+            appearance_prob=cfg.aug_appearance_prob,
+            channel_gain=cfg.aug_channel_gain,
+            gamma=cfg.aug_gamma,
+            grey_prob=cfg.aug_grey_prob,
+            noise_std=cfg.aug_noise_std,
+            blur_sigma=cfg.aug_blur_sigma,
         )
 
 
@@ -74,12 +86,30 @@ def colour_jitter(rgb: np.ndarray, rng: np.random.Generator, aug: Augment) -> np
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
+def appearance_shift(rgb: np.ndarray, rng: np.random.Generator, aug: Augment) -> np.ndarray:
+    """rgb [H,W,3] float32 in [0,1] -> same: a camera/lighting change that keeps geometry —
+    per-channel gain (white balance, colour cast), gamma, grey, sensor noise, blur. Every draw is
+    made whatever the knobs."""
+    gain = rng.uniform(1 - aug.channel_gain, 1 + aug.channel_gain, 3).astype(np.float32)
+    gamma = float(np.exp(rng.uniform(-np.log(aug.gamma), np.log(aug.gamma))))
+    u_grey, noise, sigma = rng.random(), rng.uniform(0, aug.noise_std), rng.uniform(0, aug.blur_sigma)
+    noise_rng = np.random.default_rng(rng.integers(0, 2**63))
+    out = np.clip(rgb * gain, 0.0, 1.0) ** gamma
+    if u_grey < aug.grey_prob:
+        out = np.repeat(out @ np.array([0.299, 0.587, 0.114], np.float32)[:, None], 3, axis=-1)
+    if sigma > 0.3:
+        out = cv2.GaussianBlur(out, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    if noise > 0:
+        out = out + noise_rng.normal(0, noise, out.shape).astype(np.float32)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
 def augment(
     rgb: np.ndarray, depth: np.ndarray, rng: np.random.Generator, aug: Augment
 ) -> tuple[np.ndarray, np.ndarray]:
     """rgb [H,W,3] float32, depth [H,W] float32. Roll (yaw) and flip act on both identically;
-    colour jitter on rgb only. Every draw is made whatever the probabilities, so a sample's
-    augmentation depends only on its generator."""
+    colour jitter and the appearance shift on rgb only. Every draw is made whatever the
+    probabilities, so a sample's augmentation depends only on its generator."""
     u_roll, u_flip, u_jit = rng.random(3)
     shift = int(rng.integers(0, rgb.shape[1]))
     if u_roll < aug.roll_prob:
@@ -89,6 +119,9 @@ def augment(
     jit_rng = np.random.default_rng(rng.integers(0, 2**63))
     if u_jit < aug.jitter_prob:
         rgb = colour_jitter(np.ascontiguousarray(rgb), jit_rng, aug)
+    app_rng = np.random.default_rng(jit_rng.integers(0, 2**63))
+    if app_rng.random() < aug.appearance_prob:
+        rgb = appearance_shift(np.ascontiguousarray(rgb), app_rng, aug)
     return np.ascontiguousarray(rgb), np.ascontiguousarray(depth)
 
 
