@@ -101,22 +101,79 @@ def test_fixture_video_yields_upright_frames_and_drops_duplicates():
     assert {r.reason for r, _ in recs} <= {"", "duplicate"}
 
 
-def test_simulator_panoramas_upright_accepted_rotated_rejected():
-    from dap_model.sim import render_sequence
+# Held-out simulator seeds: the horizon check's constants were tuned on seeds 1-20 (and the
+# benchmark reports seeds 300-314); these seeds were used for nothing else.
+HELD_OUT_SEEDS = (500, 501, 502, 503, 504, 505)
 
+
+@pytest.fixture(scope="module")
+def generated_panoramas():
+    """Web-style simulator renders at 128 px: (upright [n,128,256,3], tilted [n,...], true tilt [n] deg).
+
+    Each tilted frame is rendered from the same spot with the camera rolled/pitched by 8-30°
+    (and a random yaw), so it carries the simulator's own noise and compression, not a resampling."""
+    from dap_model.sim import render, render_sequence
+
+    torch.set_num_threads(1)
     rng = np.random.default_rng(7)
-    ok_up, rej_rot, errs = [], [], []
-    for kind in ("rooms", "city", "corridor", "rural"):
-        for seed in (1, 2, 3):
-            _, frames = render_sequence(kind, seed, 1, 128, style="web")
-            f = frames[0].rgb  # [128,256,3] upright
-            ok_up.append(check_horizon(f).ok)
+    up, tilted, truth = [], [], []
+    for seed in HELD_OUT_SEEDS:
+        for kind in ("rooms", "city", "corridor", "rural"):
+            scene, frames = render_sequence(kind, seed, 1, 128, style="web")
+            up.append(frames[0].rgb)
             roll, pitch = (rng.uniform(8, 30) * rng.choice([-1, 1]) for _ in range(2))
+            if rng.random() < 0.5:
+                roll, pitch = (roll, 0.0) if rng.random() < 0.5 else (0.0, pitch)
             r = rotation_matrix(rng.uniform(-math.pi, math.pi), math.radians(pitch), math.radians(roll), dtype=torch.float64)
-            res = check_horizon(_rotate(f, r))
-            rej_rot.append(not res.ok)
-            errs.append(abs(res.tilt_deg - math.degrees(math.acos(float(r[1, 1])))))
-    # Bars below the issue's 95 % / 90 %: measured 10/12 upright accepted, 12/12 rotated rejected.
-    assert np.mean(ok_up) >= 0.75, ok_up
-    assert np.mean(rej_rot) >= 0.90, rej_rot
-    assert np.nanmedian(errs) < 4.0, errs
+            rgb, _ = render(scene, frames[0].position, r.numpy(), 128, "web", seed=7)
+            tilted.append(rgb)
+            truth.append(math.degrees(math.acos(float(r[1, 1]))))
+    return up, tilted, np.array(truth)
+
+
+def test_simulator_panoramas_upright_accepted_tilted_rejected(generated_panoramas):
+    up, tilted, truth = generated_panoramas
+    res_up = [check_horizon(f) for f in up]
+    res_t = [check_horizon(f) for f in tilted]
+    accepted = [r.ok for r in res_up]
+    rejected = [not r.ok for r in res_t]
+    err_up = np.array([r.tilt_deg for r in res_up])
+    err_t = np.abs(np.array([r.tilt_deg for r in res_t]) - truth)
+    detail = [(r.reason, round(r.tilt_deg, 1)) for r in res_up]
+    # Issue #4's bars: >= 95 % upright accepted, >= 90 % tilted [8°, 30°] rejected.
+    assert np.mean(accepted) >= 0.95, detail
+    assert np.mean(rejected) >= 0.90, [(r.reason, round(r.tilt_deg, 1)) for r in res_t]
+    assert np.median(err_up) < 2.5 and np.percentile(err_up, 90) < 5.0, err_up.round(1)
+    assert np.median(err_t) < 2.5, err_t.round(1)
+
+
+@needs_fixture
+def test_frames_cli_writes_accepted_pngs_and_parquet(tmp_path, capsys):
+    import pandas as pd
+
+    from dap_model.cli import main
+
+    out = tmp_path / "frames"
+    missing = tmp_path / "missing.mp4"
+    rc = main(["frames", str(FIXTURE), str(missing), "--out", str(out), "--fps", "1", "--set", "video.height=64"])
+    assert rc == 0
+    cap = capsys.readouterr()
+    assert "missing.mp4" in cap.err
+    df = pd.read_parquet(out / "frames.parquet")
+    assert set(df.columns) >= {"source", "time_s", "layout", "accepted", "reason", "tilt_deg", "path"}
+    vid = df[df["source"] == str(FIXTURE)]
+    assert len(vid) == 12 and (vid["layout"] == "mono").all()  # 12 s at 1 frame per second
+    assert vid["time_s"].tolist() == pytest.approx(list(range(12)))
+    kept = vid[vid["accepted"]]
+    assert len(kept) >= 1 and (kept["reason"] == "").all() and (kept["tilt_deg"].abs() < 2).all()
+    assert set(vid.loc[~vid["accepted"], "reason"]) <= {"duplicate"}
+    for rel in kept["path"]:
+        img = cv2.imread(str(out / rel))
+        assert img is not None and img.shape == (64, 128, 3)
+    assert vid.loc[~vid["accepted"], "path"].isna().all()
+    pngs = sorted(q.relative_to(out).as_posix() for q in out.rglob("*.png"))
+    assert pngs == sorted(kept["path"])
+    bad = df[df["source"] == str(missing)]
+    assert len(bad) == 1 and bad["reason"].iloc[0] == "unreadable" and not bad["accepted"].iloc[0]
+    assert f"{len(df)} rows, {len(kept)} accepted" in cap.out
+    assert main(["frames", str(missing), "--out", str(tmp_path / "none")]) != 0

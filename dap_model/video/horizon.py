@@ -1,16 +1,25 @@
 """Horizon validation of equirectangular frames: is the camera upright, is the frame a full
 360°×180° ERP, is there anything in it?
 
-Tilt estimate. In an upright ERP, vertical world lines are image columns (great circles through
-the poles) and the horizon is the equator. An image edge at ray r whose gradient, expressed in
-the sphere's tangent plane, points along g lies on the great circle whose normal is n = g/|g|
-(n ⟂ r, n ⟂ edge direction). Every great circle that carries a vertical world line contains the
-vertical vanishing direction `up`, so its normal satisfies n·up = 0; horizontal world lines have
-normals on meridians through `up`, which pile up near `up` itself. `up` is found by voting over
-candidate directions within `search_deg` of +y (both terms), then refined by weighted least
-squares on the great-circle inliers (smallest eigenvector of Σ w n nᵀ). The tilt is the angle
-between `up` and +y. Works on a downscaled grey frame (`work_height`), so its cost does not grow
-with the video's resolution."""
+Tilt estimate: the world up `u` (camera frame) that best explains two independent cues, as a
+sum of log-likelihoods over candidate directions within `search_deg` of +y.
+
+1. Line segments (OpenCV LSD on the grey frame at `work_height`). A segment's two end rays span
+   the great circle that carries it; its normal n is ⟂ the segment's 3-D direction. Vertical
+   world lines have n·u = 0; horizontal ones have n ⟂ their horizontal direction, and in a
+   man-made (Manhattan) scene most horizontal lines follow two perpendicular directions h1, h2 =
+   u × h1; distant lines on the horizon have n ∥ u. Each segment scores log(1 + K/ε), K = a
+   kernel of its best residual |n·a| over the axes a ∈ {u, h1(θ), h2(θ)} (θ per candidate from an
+   azimuth histogram with period 90°), weighted by sqrt(length): a frame with many consistent
+   segments is decisive, a few stray ones (clouds, foliage) are not.
+2. Brightness vs elevation: the share η² of the colour variance explained by the elevation
+   above the candidate horizon (bins of asin(u·r)); sky above, ground below, ceiling lights,
+   floor. Scored as the Gaussian log-likelihood −(N_eff/2)·log(1 − η²). This carries outdoor
+   scenes with few straight lines.
+
+Coarse grid (`COARSE_STEP_DEG`), then a finer local grid around the best; the tilt is the angle
+between `u` and +y. Works on downscaled frames, so its cost does not grow with the video's
+resolution."""
 
 from __future__ import annotations
 
@@ -22,13 +31,20 @@ import numpy as np
 
 from dap_model.errors import InputError
 
-SEARCH_DEG = 45.0
-HORIZ_W = 1.0
-EDGE_BLUR = 0.8
-EDGE_COH = 0.75
-EDGE_PCT = 50.0
-TENSOR_WIN = 5
-VOTE_PX = 1.5
+SEARCH_DEG = 45.0  # largest tilt searched (and so estimated)
+COARSE_STEP_DEG = 3.0  # candidate spacing of the coarse search over up directions
+FINE_STEP_DEG = 0.75  # candidate spacing of the local search around the coarse best
+FINE_RADIUS_DEG = 4.5  # radius of the local search
+LINE_SIGMA_DEG = 3.0  # segment residual kernel width (coarse search; fine search: 2/3 of it)
+LINE_EPS = 0.5  # segment log-likelihood floor: log(1 + K/eps), K in [0,1]
+AZIMUTH_BIN_DEG = 2.0  # azimuth histogram bin for the Manhattan horizontal directions
+SEGMENT_MAX_LAT_DEG = 65.0  # segments whose midpoint is nearer a pole are dropped (ERP smear there)
+LSD_MIN_HEIGHT = 128  # LSD runs on the grey frame upsampled to at least this height
+BRIGHT_HEIGHT = (16, 32)  # brightness cue: RGB thumbnail height (width 2x) in the coarse, fine search
+BRIGHT_BINS = (24, 48)  # elevation bins of the brightness cue (over 180°) in the coarse, fine search
+BRIGHT_NEFF = 100.0  # effective number of independent samples of the brightness cue
+MIN_SEGMENTS = 8  # fewer segments and a flat brightness profile: tilt unknown (no_structure)
+MIN_BRIGHT_ETA2 = 0.02  # brightness cue needs at least this share of variance explained
 
 
 @dataclass(frozen=True)
@@ -69,13 +85,16 @@ def seam_ratio(g: np.ndarray) -> float:
 
     ~0 for a 360° ERP (the seam is just another pair of neighbours); ~1 or more when the left
     and right edges do not meet (not a full turn). Per-column medians over rows, so a vertical
-    edge that happens to fall on the seam (covering less than half the rows) does not count."""
+    edge that happens to fall on the seam (covering less than half the rows) does not count;
+    the seam is compared with the 90th percentile of the neighbouring-column differences, so
+    noise and 8-px JPEG block edges (which lie on every seam) do not count either."""
     b = cv2.GaussianBlur(g, (5, 5), 0)  # [h,w]
     w = b.shape[1]
-    adj = float(np.median(np.abs(np.diff(b, axis=1)), axis=0).mean())
+    cols = np.median(np.abs(np.diff(b, axis=1)), axis=0)  # [w-1]
+    adj, ref = float(cols.mean()), float(np.percentile(cols, 90))
     far = float(np.median(np.abs(b - np.roll(b, w // 2, axis=1)), axis=0).mean())
     seam = float(np.median(np.abs(b[:, 0] - b[:, -1])))
-    return (seam - adj) / max(far - adj, 6.0)
+    return (seam - ref) / max(far - adj, 6.0)
 
 
 def _fine_detail(rows: np.ndarray, sigma: float) -> np.ndarray:
@@ -87,65 +106,58 @@ def _fine_detail(rows: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def pole_ratio(g: np.ndarray, pole_rows: np.ndarray | None = None) -> float:
-    """Fine detail along the top and bottom rows relative to an ordinary row (the larger of two).
+    """Fine detail along the top and bottom rows relative to an ordinary row (the smaller of two).
 
     An ERP's first and last rows each circle a pole within a fraction of a degree, so along
     them only the coarsest variation is possible (an edge crossing the pole: one or two steps),
     and the profile's content above the 3rd harmonic is small. A cropped or perspective image
     has ordinary detail there (ratio ~1). `pole_rows` ([2,W'] grey, first and last row at the
-    source resolution, where the pole circles are smallest) default to g's own."""
+    source resolution, where the pole circles are smallest) default to g's own. The smaller of
+    the two counts: a thin line under the camera (a floor-tile joint, a road marking) crossing
+    one pole puts narrow spikes into that row, but a full ERP rarely has that at both poles."""
     h, w = g.shape
     sigma = max(1.0, w / 128)
     typical = float(np.median(_fine_detail(g[h // 4 : 3 * h // 4 : 2], sigma))) + 1.0
     rows = np.stack([g[0], g[-1]]) if pole_rows is None else pole_rows.astype(np.float32)
     if rows.shape[1] != w:
         rows = cv2.resize(rows, (w, 2), interpolation=cv2.INTER_AREA)
-    return float(_fine_detail(rows, sigma).max()) / typical
+    return float(_fine_detail(rows, sigma).min()) / typical
 
 
-def _line_normals(g: np.ndarray, max_samples: int = 3000) -> tuple[np.ndarray, np.ndarray]:
-    """Great-circle normals of line-like edges and their weights: ([N,3] float32, [N] float32)."""
+_LSD: list = []  # one LineSegmentDetector, made on first use
+
+
+def _erp_rays(u: np.ndarray, v: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Unit rays of (sub)pixel positions u (column), v (row) of an [h,w] ERP: [...,3]."""
+    lon = (u + 0.5) * (2 * np.pi / w) - np.pi
+    lat = np.pi / 2 - (v + 0.5) * (np.pi / h)
+    cl = np.cos(lat)
+    return np.stack([cl * np.sin(lon), np.sin(lat), cl * np.cos(lon)], axis=-1)
+
+
+def line_segments(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """LSD segments of a grey ERP [h,2h] as great-circle normals and weights: ([N,3], [N]).
+
+    Normal = end ray × end ray (unit); weight = sqrt(length in pixels of `g`). Segments near the
+    poles are dropped: the ERP stretches everything there into image rows, whose chords would
+    all vote for the camera's own +y."""
     h, w = g.shape
-    b = cv2.GaussianBlur(g, (0, 0), sigmaX=EDGE_BLUR)
-    gx = cv2.Sobel(b, cv2.CV_32F, 1, 0, ksize=3)  # [h,w]
-    gy = cv2.Sobel(b, cv2.CV_32F, 0, 1, ksize=3)
-    lat = (np.pi / 2 - (np.arange(h, dtype=np.float32) + 0.5) / h * np.pi)[:, None]  # [h,1]
-    lon = ((np.arange(w, dtype=np.float32) + 0.5) / w * 2 * np.pi - np.pi)[None, :]  # [1,w]
-    coslat = np.cos(lat)
-    a = gx / np.maximum(coslat, 0.05)  # gradient along e_lon (per radian of arc)
-    c = -gy  # along e_lat
-    k = (TENSOR_WIN, TENSOR_WIN)
-    j11 = cv2.boxFilter(a * a, -1, k)
-    j22 = cv2.boxFilter(c * c, -1, k)
-    j12 = cv2.boxFilter(a * c, -1, k)
-    tr = j11 + j22 + 1e-6
-    coh = np.sqrt((j11 - j22) ** 2 + 4 * j12**2) / tr  # [h,w] 1 = one orientation
-    theta = 0.5 * np.arctan2(2 * j12, j11 - j22)  # dominant gradient direction in (e_lon, e_lat)
-    mag = np.sqrt(a * a + c * c)
-    band = np.abs(lat) < np.deg2rad(72.0)
-    strength = mag * (coh > EDGE_COH) * band
-    if not np.any(strength > 0):
-        return np.zeros((0, 3), np.float32), np.zeros(0, np.float32)
-    thr = max(float(np.percentile(strength[strength > 0], EDGE_PCT)), 4.0)
-    vv, uu = np.nonzero(strength > thr)
-    if vv.size == 0:
-        return np.zeros((0, 3), np.float32), np.zeros(0, np.float32)
-    if vv.size > max_samples:
-        sel = np.random.default_rng(0).choice(vv.size, max_samples, replace=False)
-        vv, uu = vv[sel], uu[sel]
-    la, lo = lat[vv, 0], lon[0, uu]
-    t = theta[vv, uu]
-    ct, st = np.cos(t), np.sin(t)
-    sl, cl, so, co = np.sin(la), np.cos(la), np.sin(lo), np.cos(lo)
-    e_lon = np.stack([co, np.zeros_like(co), -so], axis=1)  # [N,3]
-    e_lat = np.stack([-sl * so, cl, -sl * co], axis=1)
-    n = ct[:, None] * e_lon + st[:, None] * e_lat  # [N,3] unit
-    wgt = np.minimum(strength[vv, uu], 4 * thr) * coh[vv, uu] * cl  # cos(lat): area on the sphere
-    # Edges running within 45° of the image vertical may carry vertical world lines (a camera
-    # tilted up to ~45° keeps them there); the others may carry horizontal ones. Keeping the
-    # two apart stops floor/ceiling boundaries (normals ~35° from up) from voting as verticals.
-    vert = np.abs(ct) > np.abs(st)
-    return n.astype(np.float32), np.where(vert, wgt, -wgt).astype(np.float32)
+    k = max(1, math.ceil(LSD_MIN_HEIGHT / h))
+    g8 = np.clip(g + 0.5, 0, 255).astype(np.uint8)
+    if k > 1:
+        g8 = cv2.resize(g8, (w * k, h * k), interpolation=cv2.INTER_CUBIC)
+    if not _LSD:
+        _LSD.append(cv2.createLineSegmentDetector(cv2.LSD_REFINE_STD, 1.0))
+    lines = _LSD[0].detect(g8)[0]
+    if lines is None:
+        return np.zeros((0, 3)), np.zeros(0)
+    seg = lines.reshape(-1, 4).astype(np.float64) / k - 0.5 * (k - 1) / k  # [N,4] x1 y1 x2 y2 in g's pixels
+    n = np.cross(_erp_rays(seg[:, 0], seg[:, 1], h, w), _erp_rays(seg[:, 2], seg[:, 3], h, w))  # [N,3]
+    s = np.linalg.norm(n, axis=1)
+    mid_lat = 90.0 - (0.5 * (seg[:, 1] + seg[:, 3]) + 0.5) * (180.0 / h)
+    keep = (s > 1e-6) & (np.abs(mid_lat) < SEGMENT_MAX_LAT_DEG)
+    length = np.hypot(seg[:, 2] - seg[:, 0], seg[:, 3] - seg[:, 1])
+    return n[keep] / s[keep, None], np.sqrt(length[keep])
 
 
 def _candidates(search_deg: float, step_deg: float) -> np.ndarray:
@@ -172,41 +184,99 @@ def _local_candidates(v: np.ndarray, radius_deg: float, step_deg: float) -> np.n
     return (base @ rot.T.astype(np.float32)).astype(np.float32)
 
 
-def _score(n: np.ndarray, w: np.ndarray, cands: np.ndarray, sigma: float) -> np.ndarray:
-    """Vote of every edge for every candidate up direction: [M]. w > 0: vertical-ish edges
-    (vote when their normal is ⟂ the candidate), w < 0: horizontal-ish (vote when parallel)."""
-    d = np.abs(n @ cands.T)  # [N,M] |cos|
-    wv, wh = np.maximum(w, 0), np.maximum(-w, 0)
-    vert = np.maximum(0.0, 1.0 - (d * d) * (1.0 / (sigma * sigma)))
-    horiz = np.maximum(0.0, 1.0 - (1.0 - d) * (2.0 / (sigma * sigma)))
-    return wv @ vert + HORIZ_W * (wh @ horiz)  # [M]
+def _basis(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two unit vectors spanning the plane ⟂ each row of u [M,3]: ([M,3], [M,3])."""
+    ref = np.where(np.abs(u[:, :1]) < 0.9, np.array([[1.0, 0, 0]]), np.array([[0, 0, 1.0]]))
+    e1 = np.cross(u, ref)
+    e1 /= np.linalg.norm(e1, axis=1, keepdims=True)
+    return e1, np.cross(u, e1)
 
 
-def estimate_up(g: np.ndarray, search_deg: float = SEARCH_DEG) -> tuple[np.ndarray, float, int]:
-    """World up in the camera frame from a grey ERP [h,2h]: (up [3], confidence, n_edges)."""
-    n, w = _line_normals(g)
-    if n.shape[0] < 30:
-        return np.array([np.nan] * 3, np.float32), 0.0, int(n.shape[0])
-    sigma = math.sin(math.radians(max(2.0, VOTE_PX * 180.0 / g.shape[0])))  # vote width: >= 1.5 px of arc
-    cands = _candidates(search_deg, 3.0)
-    coarse = slice(None) if n.shape[0] <= 1000 else slice(None, None, n.shape[0] // 1000 + 1)
-    v = cands[int(np.argmax(_score(n[coarse], w[coarse], cands, 2 * sigma)))]
-    fine = _local_candidates(v, 4.0, 0.75)
-    v = fine[int(np.argmax(_score(n, w, fine, sigma)))]
-    for tol in (3.0, 2.0, 1.5):
-        d = n @ v
-        inl = (np.abs(d) < math.sin(math.radians(tol))) & (w > 0)
-        if inl.sum() < 10:
-            break
-        m = (n[inl] * w[inl, None]).T @ n[inl]  # [3,3]
-        evals, evecs = np.linalg.eigh(m)
-        cand = evecs[:, 0].astype(np.float32)
-        v = cand if cand[1] >= 0 else -cand
-    d = n @ v
-    aw = np.abs(w)
-    on = ((np.abs(d) < math.sin(math.radians(2.0))) & (w > 0)) | ((np.abs(d) > math.cos(math.radians(2.0))) & (w < 0))
-    conf = float(aw[on].sum() / (aw.sum() + 1e-9))
-    return v / np.linalg.norm(v), conf, int(n.shape[0])
+def line_score(n: np.ndarray, w: np.ndarray, cands: np.ndarray, sigma_deg: float) -> np.ndarray:
+    """Log-likelihood of the segments (normals n [N,3], weights w [N]) for each candidate up [M,3]: [M].
+
+    Per candidate, the Manhattan azimuth θ of the horizontal directions comes from a histogram of
+    the segments' horizontal vanishing azimuths (mod 90°); each segment then scores
+    log(1 + K/ε) of its best residual over {u, h1(θ), h2(θ)} (K = 1 − (r/σ)², ≥ 0)."""
+    m = cands.shape[0]
+    s2 = 1.0 / math.sin(math.radians(sigma_deg)) ** 2
+    e1, e2 = _basis(cands)
+    du = n @ cands.T  # [N,M] residual for a vertical line
+    a, b = n @ e1.T, n @ e2.T  # [N,M] n's components in the candidate's horizontal plane
+    k_vert = np.maximum(0.0, 1.0 - du * du * s2)
+    k_horizon = np.maximum(0.0, 1.0 - (a * a + b * b) * s2)  # n ∥ u: a line on the horizon circle
+    k_any = np.maximum(k_vert, k_horizon)
+    nb = int(round(90.0 / AZIMUTH_BIN_DEG))
+    phi = np.mod(np.arctan2(b, a), np.pi / 2) * (nb / (np.pi / 2))  # [N,M] in [0, nb)
+    i0 = np.floor(phi).astype(np.int64) % nb
+    fr = phi - np.floor(phi)
+    vote = w[:, None] * (1.0 - k_any)  # segments already explained by u do not pick θ
+    off = np.arange(m) * nb
+    hist = np.bincount((i0 + off).ravel(), (vote * (1 - fr)).ravel(), m * nb)
+    hist += np.bincount(((i0 + 1) % nb + off).ravel(), (vote * fr).ravel(), m * nb)
+    hist = hist.reshape(m, nb)
+    smooth = hist + 0.5 * (np.roll(hist, 1, axis=1) + np.roll(hist, -1, axis=1))
+    theta = (np.argmax(smooth, axis=1) + 0.5) * math.radians(AZIMUTH_BIN_DEG)  # [M]
+    c, s = np.cos(theta), np.sin(theta)
+    r1, r2 = a * c + b * s, b * c - a * s  # [N,M] residuals for h1(θ), h2(θ)
+    k = np.maximum(k_any, np.maximum(1.0 - r1 * r1 * s2, 1.0 - r2 * r2 * s2))
+    return w @ np.log1p(k / LINE_EPS)  # [M]
+
+
+_RAYS: dict = {}  # (h, w) -> (pixel rays [h*w,3], cos(lat) [h*w])
+
+
+def brightness_eta2(rgb: np.ndarray, cands: np.ndarray, bins: int) -> np.ndarray:
+    """Share of the colour variance of an RGB ERP [h,2h,3] explained by elevation above each
+    candidate horizon (area-weighted; `bins` bins of equal width in sin(elevation), i.e. equal
+    area, finest at the horizon): [M] in [0,1]."""
+    h, w = rgb.shape[:2]
+    if (h, w) not in _RAYS:
+        v, u = np.mgrid[0:h, 0:w]
+        _RAYS[(h, w)] = (_erp_rays(u, v, h, w).reshape(-1, 3).astype(np.float32),
+                         np.cos(np.pi / 2 - (v.ravel() + 0.5) * np.pi / h))
+    rays, area = _RAYS[(h, w)]
+    col = rgb.reshape(-1, 3).astype(np.float64)
+    col -= (col * area[:, None]).sum(0) / area.sum()
+    total = float((area[:, None] * col * col).sum()) + 1e-9
+    m = cands.shape[0]
+    z = rays @ cands.T.astype(np.float32)  # [P,M] sin(elevation)
+    idx = (np.minimum(((z + 1) * (bins / 2)).astype(np.int64), bins - 1) + np.arange(m) * bins).ravel()
+    cnt = np.bincount(idx, np.repeat(area, m), m * bins)
+    explained = np.zeros(m * bins)
+    for ch in range(3):
+        s = np.bincount(idx, np.repeat(col[:, ch] * area, m), m * bins)
+        explained += s * s
+    return (explained / np.maximum(cnt, 1e-12)).reshape(m, bins).sum(1) / total
+
+
+def _log_lik(n, w, small, cands, sigma_deg, bins) -> tuple[np.ndarray, np.ndarray]:
+    eta2 = brightness_eta2(small, cands, bins)
+    ll = -0.5 * BRIGHT_NEFF * np.log1p(-np.minimum(eta2, 0.999))
+    if n.shape[0]:
+        ll = ll + line_score(n, w, cands, sigma_deg)
+    return ll, eta2
+
+
+def estimate_up(g: np.ndarray, rgb: np.ndarray, search_deg: float = SEARCH_DEG) -> tuple[np.ndarray, float, int]:
+    """World up in the camera frame from a grey ERP g [h,2h] and the RGB frame [H,2H,3]:
+    (up [3], confidence, n_segments); up is nan when neither cue has any evidence."""
+    n, w = line_segments(g)
+    small, mid = (cv2.resize(rgb, (2 * bh, bh), interpolation=cv2.INTER_AREA) for bh in BRIGHT_HEIGHT)
+    cands = _candidates(search_deg, COARSE_STEP_DEG).astype(np.float64)
+    ll, eta2 = _log_lik(n, w, small, cands, LINE_SIGMA_DEG, BRIGHT_BINS[0])
+    if n.shape[0] < MIN_SEGMENTS and float(eta2.max()) < MIN_BRIGHT_ETA2:
+        return np.full(3, np.nan, np.float32), 0.0, int(n.shape[0])
+    v = cands[int(np.argmax(ll))].astype(np.float32)
+    fine = _local_candidates(v, FINE_RADIUS_DEG, FINE_STEP_DEG).astype(np.float64)
+    ll, eta2 = _log_lik(n, w, mid, fine, LINE_SIGMA_DEG * 2 / 3, BRIGHT_BINS[1])
+    i = int(np.argmax(ll))
+    v = fine[i]
+    conf = 0.0
+    if n.shape[0]:  # share of segment weight within 2° of an axis-consistent line
+        d = np.abs(n @ v)
+        conf = float(w[(d < math.sin(math.radians(2.0))) | (d > math.cos(math.radians(2.0)))].sum() / w.sum())
+    return (v / np.linalg.norm(v)).astype(np.float32), conf, int(n.shape[0])
 
 
 def check_horizon(
@@ -240,8 +310,8 @@ def check_horizon(
             return HorizonResult(False, math.nan, "frozen", f"identical to the previous frame (diff {diff:.2f})", stats=stats)
     sr = seam_ratio(g)
     pr = pole_ratio(g, cv2.cvtColor(np.ascontiguousarray(frame[[0, -1]]), cv2.COLOR_RGB2GRAY))
-    up, conf, n_edges = estimate_up(g)
-    stats["edges"] = n_edges
+    up, conf, n_edges = estimate_up(g, frame)
+    stats["segments"] = n_edges
     known = bool(np.all(np.isfinite(up)))
     tilt = math.degrees(math.acos(float(np.clip(up[1], -1, 1)))) if known else math.nan
     common = dict(
@@ -263,7 +333,7 @@ def check_horizon(
         )
     if not known:
         return HorizonResult(
-            False, tilt, "no_structure", f"only {n_edges} line-like edge pixels: tilt cannot be estimated", **common
+            False, tilt, "no_structure", f"only {n_edges} line segments and no brightness structure: tilt cannot be estimated", **common
         )
     if tilt > max_tilt_deg:
         return HorizonResult(False, tilt, "tilted", f"camera tilted {tilt:.1f}° > {max_tilt_deg}°", **common)
