@@ -354,18 +354,18 @@ class TrainConfig(Section):
     aug_flip_prob: float = Field(0.5, ge=0, le=1, description="horizontal flip (mirror) probability")
     aug_roll_prob: float = Field(1.0, ge=0, le=1, description="horizontal roll (random yaw) probability")
     aug_jitter_prob: float = Field(0.8, ge=0, le=1, description="colour-jitter probability")
-    aug_brightness: float = Field(0.2, ge=0, lt=1)
-    aug_contrast: float = Field(0.2, ge=0, lt=1)
-    aug_saturation: float = Field(0.2, ge=0, lt=1)
-    aug_hue: float = Field(0.03, ge=0, le=0.5, description="hue shift as a fraction of the colour wheel")
+    aug_brightness: float = Field(0.3, ge=0, lt=1)
+    aug_contrast: float = Field(0.3, ge=0, lt=1)
+    aug_saturation: float = Field(0.4, ge=0, lt=1)
+    aug_hue: float = Field(0.1, ge=0, le=0.5, description="hue shift as a fraction of the colour wheel")
     aug_appearance_prob: float = Field(
-        0.0, ge=0, le=1, description="probability of the appearance shift (channel gain, gamma, grey, noise, blur)"
+        0.8, ge=0, le=1, description="probability of the appearance shift (channel gain, gamma, grey, noise, blur)"
     )
-    aug_channel_gain: float = Field(0.0, ge=0, lt=1, description="per-channel gain uniform in 1 ± this (colour cast)")
-    aug_gamma: float = Field(1.0, ge=1, description="gamma log-uniform in [1/this, this]")
-    aug_grey_prob: float = Field(0.0, ge=0, le=1, description="greyscale probability within the appearance shift")
-    aug_noise_std: float = Field(0.0, ge=0, le=0.5, description="Gaussian sensor-noise std uniform in [0, this] (0-1 scale)")
-    aug_blur_sigma: float = Field(0.0, ge=0, description="Gaussian blur sigma uniform in [0, this] pixels")
+    aug_channel_gain: float = Field(0.4, ge=0, lt=1, description="per-channel gain uniform in 1 ± this (colour cast)")
+    aug_gamma: float = Field(1.6, ge=1, description="gamma log-uniform in [1/this, this]")
+    aug_grey_prob: float = Field(0.1, ge=0, le=1, description="greyscale probability within the appearance shift")
+    aug_noise_std: float = Field(0.04, ge=0, le=0.5, description="Gaussian sensor-noise std uniform in [0, this] (0-1 scale)")
+    aug_blur_sigma: float = Field(1.0, ge=0, description="Gaussian blur sigma uniform in [0, this] pixels")
 
 
 class CurationConfig(Section):

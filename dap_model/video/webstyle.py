@@ -83,7 +83,7 @@ def generate_default(cfg, store, progress=None) -> pd.DataFrame:
     `web/default/manifest.csv`)."""
     v = cfg.video
     n = max(2, int(round(v.video_duration_s * v.video_fps)))
-    h = max(v.height, 32)
+    h = max(v.height, v.horizon_height)  # rendered at the height the horizon check works at; frames are stored at v.height
     rows, test_rows = [], []
     with tempfile.TemporaryDirectory(prefix="dap-web-") as tmp:
         tmp = Path(tmp)
