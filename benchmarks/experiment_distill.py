@@ -1,14 +1,14 @@
 """Ablation: stage 1 with and without the Depth Anywhere term, evaluated on the labelled test
-split and the web-domain test split; results logged to MLflow (experiment `dap-distill-ablation`,
-runs tagged dap.stage=stage1, dap.distill=on|off) and written to benchmarks/results/distill.json.
+split and the web-domain test split; each arm is an MLflow run in experiment
+`dap-distill-ablation` (tags dap.stage=stage1, dap.distill=on|off, metrics
+`labeled_test/abs_rel`, `web_test/abs_rel`, ...). Results: benchmarks/results/distill.json + .md.
 
-Setting (a 2-core CPU VM cannot run the `small` profile's 2000-step stage 1 twice in the time
-available): the `test` profile's network, the trainer's analytic box-room store (tests/
-training_data.py) at H=--height, --steps optimiser steps each. Teacher: a DAP model trained on the
-same labelled data for --teacher-steps steps (standing in for the project's stage-3 model),
-builtin sky mask, K=2 rotations.
+It runs on the store of `experiment_stages.py` (same profile and project folder): its labelled
+set, unlabelled pool, web-domain test split, and its stage-3 model as the teacher (`distill.teacher
+=dap`, the project's own model; DESIGN §6). The store is copied first, so the stage experiment's
+published models stay as they were. Both arms use the same seed, data, steps and learning rates.
 
-    python benchmarks/experiment_distill.py [--steps 60] [--height 32] [--teacher-steps 120]
+    python benchmarks/experiment_distill.py --profile small [--set KEY=VALUE ...] [--project DIR]
 """
 
 from __future__ import annotations
@@ -16,69 +16,92 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+METRICS = ("abs_rel", "rmse", "delta1")
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=60)
-    ap.add_argument("--teacher-steps", type=int, default=120)
-    ap.add_argument("--height", type=int, default=32)
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "distill.json"))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", default="small")
+    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--project", type=Path, default=None, help="experiment_stages.py's project folder")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "distill.json")
     args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="distill-ablation-"))
-    os.environ["DAP_PROJECT_DIR"] = str(tmp)
+    project = (args.project or ROOT / ".cache" / "experiment_stages" / args.profile).resolve()
+    source = project / "data"
+    if not (source / "models" / "stage3" / "model.safetensors").is_file():
+        raise SystemExit(f"{source}: no stage-3 model; run benchmarks/experiment_stages.py --profile {args.profile} first")
+    os.environ["DAP_PROJECT_DIR"] = str(project)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
     import mlflow
     import torch
+    from mlflow import MlflowClient
 
+    from benchmarks.experiment_stages import evaluate
     from dap_model.config import load_config
     from dap_model.distill.pseudo import build_perspective_pseudo_labels
-    from dap_model.models import load_model
     from dap_model.storage import LocalStore
-    from dap_model.training.stages import run_stage, split_shard_keys
-    from dap_model.training.evaluate import evaluate_paths
-    from tests.training_data import build_store
+    from dap_model.tracking import setup_mlflow
+    from dap_model.training.stages import model_key, run_stage
+    from dap_model.training.tracking import log_metrics_to_run
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
-    root = build_store(tmp / "data", h=args.height, n_train=24, n_val=4, n_test=8, n_pool=16, n_web_test=8)
-    store = LocalStore(root)
-    base = ["train.val_every=100000", f"train.checkpoint_every={10**6}", f"train.height={args.height}",
-            "train.batch_size=4", f"mlflow.tracking_uri=sqlite:///{tmp}/mlflow.db", "mlflow.experiment=dap-distill-ablation",
-            "model.mask_threshold=1e-6"]
-    t0 = time.perf_counter()
-    teacher = run_stage(load_config("test", base + [f"train.steps={args.teacher_steps}"]), store, "stage1",
-                        run_dir=tmp / "teacher", progress=False, register=False, log_model=False)
-    store.put_file(teacher.checkpoint, "models/stage3/model.safetensors")  # the teacher, as a published model
-    labels = build_perspective_pseudo_labels(load_config("test", base + ["distill.rotations=2"]), store, progress=False)
-    results = {"setting": {"profile": "test (network)", "height": args.height, "steps": args.steps,
-                           "teacher_steps": args.teacher_steps, "batch": "4 (2 labelled + 2 unlabelled with distill)",
-                           "pseudo_labels": int(labels.manifest["kept"].sum()), "teacher": "dap (stage-1-trained stand-in)",
-                           "mask": labels.masker, "device": "cpu", "machine": "2-core CPU VM, shared"}}
-    test_paths = [Path(store.fetch(k)) for k in split_shard_keys(store, "labeled", "test")]
-    web_paths = [Path(store.fetch(k)) for k in split_shard_keys(store, "web/test")]
+    data = project / "data_distill"
+    if data.exists():
+        shutil.rmtree(data)
+    shutil.copytree(source, data, ignore=shutil.ignore_patterns("pseudo", "curation", "distill"))
+    store = LocalStore(data)
+    base = [*args.overrides, "mlflow.experiment=dap-distill-ablation", "distill.teacher=dap",
+            "distill.teacher_model=models/stage3/model.safetensors"]
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    labels = build_perspective_pseudo_labels(load_config(args.profile, base), store, progress=False)
+    timings["perspective_pseudo_labels"] = time.perf_counter() - t
+    setup_mlflow(load_config(args.profile, base).mlflow)
+    client = MlflowClient()
+    results, runs = {}, {}
     for arm in ("off", "on"):
-        cfg = load_config("test", base + [f"train.steps={args.steps}", f"distill.enabled={arm == 'on'}"])
-        res = run_stage(cfg, store, "stage1", run_dir=tmp / f"stage1-{arm}", progress=False, register=False,
-                        log_model=False)
-        model = load_model(res.checkpoint).eval()
-        arm_res = {"seconds": round(res.seconds, 1), "train": {k: v for k, v in res.metrics.items() if k.startswith("train/")}}
-        for name, paths in (("labeled_test", test_paths), ("web_test", web_paths)):
-            m, _ = evaluate_paths(model, paths, args.height, 4, torch.device("cpu"), 100.0)
-            arm_res[name] = m
-            with mlflow.start_run(run_id=res.run_id):
-                mlflow.set_tag("dap.distill", arm)
-                mlflow.log_metrics({f"{name}/{k}": float(v) for k, v in m.items() if k != "n_images"})
-        results[f"distill_{arm}"] = arm_res
-    results["total_seconds"] = round(time.perf_counter() - t0, 1)
-    results["mlflow"] = {"tracking_uri": f"sqlite:///{tmp}/mlflow.db", "experiment": "dap-distill-ablation"}
-    Path(args.out).write_text(json.dumps(results, indent=2, default=float))
-    print(json.dumps(results, indent=2, default=float))
+        cfg = load_config(args.profile, [*base, f"distill.enabled={arm == 'on'}"])
+        t = time.perf_counter()
+        res = run_stage(cfg, store, "stage1", pipeline_run=f"experiment_distill/{arm}", progress=False, register=False)
+        timings[f"stage1[distill {arm}]"] = time.perf_counter() - t
+        print(f"stage1[distill {arm}]: {timings[f'stage1[distill {arm}]']:.0f} s", flush=True)
+        client.set_tag(res.run_id, "dap.distill", arm)
+        ev = evaluate(cfg, store, store.fetch(model_key("stage1")))
+        log_metrics_to_run(cfg, res.run_id, {f"{b}/{k}": v for b, m in ev.items() for k, v in m.items()})
+        results[f"distill_{arm}"] = ev
+        runs[f"distill_{arm}"] = res.run_id
+    cfg = load_config(args.profile, base)
+    summary = {
+        "setting": {"profile": args.profile, "overrides": base, "train": cfg.train.model_dump(),
+                    "distill": cfg.distill.model_dump(), "model": cfg.model.backbone,
+                    "teacher": "dap: experiment_stages.py's stage-3 model",
+                    "rotated_views_kept": int(labels.manifest["kept"].sum()), "rotated_views": int(len(labels.manifest)),
+                    "mask": labels.masker,
+                    "machine": f"{os.cpu_count()} CPU cores, torch {torch.__version__}, no GPU"},
+        "results": results,
+        "mlflow_runs": runs,
+        "mlflow": {"tracking_uri": mlflow.get_tracking_uri(), "experiment": cfg.mlflow.experiment},
+        "seconds": timings,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(summary, indent=2, default=float))
+    lines = ["| stage 1 | labelled test AbsRel | RMSE | δ1 | web test AbsRel | RMSE | δ1 |", "|---|---|---|---|---|---|---|"]
+    for name, res in results.items():
+        cells = [f"{res.get(b, {}).get(k, float('nan')):.4f}" for b in ("labeled_test", "web_test") for k in METRICS]
+        lines.append(f"| {name.replace('_', ' ')} | " + " | ".join(cells) + " |")
+    lines += ["", f"Setting: profile {args.profile}, {cfg.train.steps} steps per arm, teacher = the stage-3 model of "
+              f"experiment_stages.py, {summary['setting']['rotated_views_kept']} of {summary['setting']['rotated_views']} "
+              f"rotated pool panoramas kept ({cfg.distill.rotations} random rotations each), mask {labels.masker}; "
+              f"{summary['setting']['machine']}. MLflow: {mlflow.get_tracking_uri()}, experiment {cfg.mlflow.experiment}."]
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
     return 0
 
 
