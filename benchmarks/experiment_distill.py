@@ -1,14 +1,15 @@
 """Ablation: stage 1 with and without the Depth Anywhere term, evaluated on the labelled test
 split and the web-domain test split; each arm is an MLflow run in experiment
-`dap-distill-ablation` (tags dap.stage=stage1, dap.distill=on|off, metrics
+`dap-distill-ablation` (tags dap.stage=stage1, dap.distill=<arm>, metrics
 `labeled_test/abs_rel`, `web_test/abs_rel`, ...). Results: benchmarks/results/distill.json + .md.
 
 It runs on the store of `experiment_stages.py` (same profile and project folder): its labelled
 set, unlabelled pool, web-domain test split, and its stage-3 model as the teacher (`distill.teacher
 =dap`, the project's own model; DESIGN §6). The store is copied first, so the stage experiment's
-published models stay as they were. Both arms use the same seed, data, steps and learning rates.
+published models stay as they were. Every arm uses the same seed, data, steps and learning rates;
+arms (ARMS): off, on, and off_labeled_half (no term, batch = the `on` arm's labelled half).
 
-    python benchmarks/experiment_distill.py --profile small [--set KEY=VALUE ...] [--project DIR]
+    python benchmarks/experiment_distill.py --profile small [--set KEY=VALUE ...] [--project DIR] [--arms ...]
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 METRICS = ("abs_rel", "rmse", "delta1")
+# arm -> extra overrides. `off_labeled_half`: no distillation, batch = the labelled part of the `on`
+# arm's batch, so the two differ only by the distillation term (the `on` arm gives half of each
+# batch to unlabelled panoramas)
+ARMS = {"off": ["distill.enabled=false"], "on": ["distill.enabled=true"], "off_labeled_half": ["distill.enabled=false"]}
 
 
 def main() -> int:
@@ -31,6 +36,8 @@ def main() -> int:
     ap.add_argument("--profile", default="small")
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--project", type=Path, default=None, help="experiment_stages.py's project folder")
+    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS),
+                    help="arms to run; results of arms not run are kept from an existing --out")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "distill.json")
     args = ap.parse_args()
     project = (args.project or ROOT / ".cache" / "experiment_stages" / args.profile).resolve()
@@ -65,9 +72,17 @@ def main() -> int:
     timings["perspective_pseudo_labels"] = time.perf_counter() - t
     setup_mlflow(load_config(args.profile, base).mlflow)
     client = MlflowClient()
-    results, runs = {}, {}
-    for arm in ("off", "on"):
-        cfg = load_config(args.profile, [*base, f"distill.enabled={arm == 'on'}"])
+    previous = json.loads(args.out.read_text()) if args.out.is_file() and set(args.arms) != set(ARMS) else {}
+    results, runs = dict(previous.get("results", {})), dict(previous.get("mlflow_runs", {}))
+    timings = {**previous.get("seconds", {}), **timings}
+    for arm in args.arms:
+        extra = list(ARMS[arm])
+        if arm == "off_labeled_half":
+            from dap_model.distill.train import split_batch
+
+            full = load_config(args.profile, base)
+            extra.append(f"train.batch_size={split_batch(full.train.batch_size, full.distill.unlabeled_fraction)[0]}")
+        cfg = load_config(args.profile, [*base, *extra])
         t = time.perf_counter()
         res = run_stage(cfg, store, "stage1", pipeline_run=f"experiment_distill/{arm}", progress=False, register=False)
         timings[f"stage1[distill {arm}]"] = time.perf_counter() - t

@@ -49,6 +49,54 @@ def evaluate(cfg, store, model_file: Path) -> dict:
     return out
 
 
+def oracle_arm(cfg, project: Path, data: Path, out: Path) -> int:
+    """Stage 2 on the top-K per domain by true AbsRel of the stage-1 pseudo-labels (an upper bound for
+    any curation; ground truth chooses here, so this is never a pipeline mode: it runs on a private
+    copy of the store, whose curated manifest says `discriminator` because the schema knows only the
+    two real selections). Appends `stage2_oracle` to `out` and its .md."""
+    import pandas as pd
+
+    from dap_model.storage import LocalStore
+    from dap_model.tracking import setup_mlflow
+    from dap_model.training.curation import SCORES_KEY, select_top_k, write_curated
+    from dap_model.training.stages import model_key, run_stage
+    from dap_model.training.tracking import log_metrics_to_run
+
+    root = project / "data_oracle_topk"
+    if root.exists():
+        shutil.rmtree(root)
+    shutil.copytree(data, root, ignore=shutil.ignore_patterns("stage2", "stage3"))
+    store = LocalStore(root)
+    scores = pd.read_parquet(store.fetch(SCORES_KEY))
+    scores = scores[scores["abs_rel"].notna()]
+    selected = select_top_k(scores.assign(score=1.0 / (1.0 + scores["abs_rel"])), cfg.curation.top_k_per_domain, "discriminator", 0)
+    write_curated(cfg, store, selected, "pseudo/stage1")
+    setup_mlflow(cfg.mlflow)
+    t = time.perf_counter()
+    res = run_stage(cfg, store, "stage2", pipeline_run="experiment_stages/oracle", progress=False, register=False)
+    from mlflow import MlflowClient
+
+    MlflowClient().set_tag(res.run_id, "dap.experiment_arm", "oracle")
+    ev = evaluate(cfg, store, store.fetch(model_key("stage2")))
+    log_metrics_to_run(cfg, res.run_id, {f"{b}/{k}": v for b, m in ev.items() for k, v in m.items()})
+    summary = json.loads(out.read_text())
+    summary["results"]["stage2_oracle"] = ev
+    summary["mlflow_runs"]["stage2_oracle"] = res.run_id
+    summary["seconds"]["stage2[oracle]"] = time.perf_counter() - t
+    summary["curation"]["oracle"] = {"n_selected": len(selected), "true_abs_rel_selected": float(selected["abs_rel"].mean())}
+    out.write_text(json.dumps(summary, indent=2, default=float))
+    md = out.with_suffix(".md").read_text().split("\n")
+    row = "| stage2_oracle | " + " | ".join(f"{ev.get(b, {}).get(k, float('nan')):.4f}" for b in ("labeled_test", "web_test")
+                                           for k in METRICS) + " |"
+    at = max(i for i, line in enumerate(md) if line.startswith("| ")) + 1
+    md.insert(at, row)
+    md.append(f"Oracle (diagnostic): stage 2 on the {len(selected)} stage-1 pseudo-labels with the lowest true AbsRel "
+              f"(mean {float(selected['abs_rel'].mean()):.4f}).")
+    out.with_suffix(".md").write_text("\n".join(md).rstrip("\n") + "\n")
+    print(row)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="tiny")
@@ -57,6 +105,9 @@ def main() -> int:
     ap.add_argument("--project", type=Path, default=None)
     ap.add_argument("--equal-compute", action="store_true",
                     help="also train stage 1 for 3x steps (stage 3 has had stage 1 + 2 + 3 steps)")
+    ap.add_argument("--oracle", action="store_true",
+                    help="diagnostic only, on a finished run's store: stage 2 on the K pseudo-labels per domain with the "
+                         "lowest TRUE error (withheld GT) - the best any selection could do; added to --out")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "stages.json")
     args = ap.parse_args()
     project = (args.project or ROOT / ".cache" / "experiment_stages" / args.profile).resolve()
@@ -79,6 +130,8 @@ def main() -> int:
 
     cfg = load_config(args.profile, args.overrides)
     data = project / "data"
+    if args.oracle:
+        return oracle_arm(cfg, project, data, args.out)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if args.data_from:
