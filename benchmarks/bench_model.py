@@ -5,7 +5,8 @@ the share of a training step spent in the six losses.
 
 CPU: each (model, height) runs in its own subprocess (so the peak RSS, `ru_maxrss`, belongs to
 that configuration alone): a random model of the profile's architecture (`tiny`:
-vit_tiny_patch16_dinov3, `small`: vit_small_patch16_dinov3 + DPT heads), batch 1, H×2H input.
+vit_tiny_patch16_dinov3 + DPT heads; the committed `small` rows of results/model.json were
+measured when `small` used vit_small_patch16_dinov3 — it now uses the tiny network), batch 1, H×2H input.
 Timed after one warm-up: forward (no grad), training step (forward + DapLoss + backward + AdamW
 step), and the losses alone (DapLoss forward + backward on detached model outputs, the losses'
 whole share of a step). Memory: peak RSS of the process and its growth over the timed steps.
