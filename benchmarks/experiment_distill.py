@@ -24,7 +24,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-METRICS = ("abs_rel", "rmse", "delta1")
 # arm -> extra overrides. `off_labeled_half`: no distillation, batch = the labelled part of the `on`
 # arm's batch, so the two differ only by the distillation term (the `on` arm gives half of each
 # batch to unlabelled panoramas)
@@ -51,7 +50,7 @@ def main() -> int:
     import torch
     from mlflow import MlflowClient
 
-    from benchmarks.experiment_stages import evaluate
+    from benchmarks.experiment_stages import evaluate, table_head, table_row
     from dap_model.config import load_config
     from dap_model.distill.pseudo import build_perspective_pseudo_labels
     from dap_model.storage import LocalStore
@@ -107,10 +106,7 @@ def main() -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2, default=float))
-    lines = ["| stage 1 | labelled test AbsRel | RMSE | δ1 | web test AbsRel | RMSE | δ1 |", "|---|---|---|---|---|---|---|"]
-    for name, res in results.items():
-        cells = [f"{res.get(b, {}).get(k, float('nan')):.4f}" for b in ("labeled_test", "web_test") for k in METRICS]
-        lines.append(f"| {name.replace('_', ' ')} | " + " | ".join(cells) + " |")
+    lines = table_head("stage 1") + [table_row(name.replace("_", " "), res) for name, res in results.items()]
     lines += ["", f"Setting: profile {args.profile}, {cfg.train.steps} steps per arm, teacher = the stage-3 model of "
               f"experiment_stages.py, {summary['setting']['rotated_views_kept']} of {summary['setting']['rotated_views']} "
               f"rotated pool panoramas kept ({cfg.distill.rotations} random rotations each), mask {labels.masker}; "

@@ -30,6 +30,16 @@ UPSTREAM = ["airsim360_scenes", "dit360_indoor", "web_video_manifest", "labeled_
 METRICS = ("abs_rel", "rmse", "delta1")
 
 
+def table_head(first: str) -> list[str]:
+    return [f"| {first} | labelled test AbsRel | RMSE | δ1 | web test AbsRel | RMSE | δ1 |", "|---|---|---|---|---|---|---|"]
+
+
+def table_row(name: str, res: dict) -> str:
+    """One markdown row of `evaluate`'s result: AbsRel, RMSE, δ1 on both splits."""
+    return f"| {name} | " + " | ".join(
+        f"{res.get(b, {}).get(k, float('nan')):.4f}" for b in ("labeled_test", "web_test") for k in METRICS) + " |"
+
+
 def evaluate(cfg, store, model_file: Path) -> dict:
     from dap_model.accel import resolve_device
     from dap_model.models import load_model
@@ -86,8 +96,7 @@ def oracle_arm(cfg, project: Path, data: Path, out: Path) -> int:
     summary["curation"]["oracle"] = {"n_selected": len(selected), "true_abs_rel_selected": float(selected["abs_rel"].mean())}
     out.write_text(json.dumps(summary, indent=2, default=float))
     md = out.with_suffix(".md").read_text().split("\n")
-    row = "| stage2_oracle | " + " | ".join(f"{ev.get(b, {}).get(k, float('nan')):.4f}" for b in ("labeled_test", "web_test")
-                                           for k in METRICS) + " |"
+    row = table_row("stage2_oracle", ev)
     at = max(i for i, line in enumerate(md) if line.startswith("| ")) + 1
     md.insert(at, row)
     md.append(f"Oracle (diagnostic): stage 2 on the {len(selected)} stage-1 pseudo-labels with the lowest true AbsRel "
@@ -231,10 +240,7 @@ def main() -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2, default=float))
-    lines = ["| model | labelled test AbsRel | RMSE | δ1 | web test AbsRel | RMSE | δ1 |", "|---|---|---|---|---|---|---|"]
-    for name, res in results.items():
-        cells = [f"{res.get(b, {}).get(k, float('nan')):.4f}" for b in ("labeled_test", "web_test") for k in METRICS]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines = table_head("model") + [table_row(name, res) for name, res in results.items()]
     rc = summary["rank_correlation"]
     lines += ["", f"Discriminator: Spearman(score, true AbsRel) = {rc.get('spearman', float('nan')):.3f} "
               f"(p = {rc.get('p_value', float('nan')):.3g}, n = {int(rc.get('n', 0))}); negative = useful.",
