@@ -114,6 +114,8 @@ def main() -> int:
     ap.add_argument("--project", type=Path, default=None)
     ap.add_argument("--equal-compute", action="store_true",
                     help="also train stage 1 for 3x steps (stage 3 has had stage 1 + 2 + 3 steps)")
+    ap.add_argument("--labeled-train-shards", type=int, default=0,
+                    help="with --data-from: keep only the first N labelled train shards (a low-label regime)")
     ap.add_argument("--oracle", action="store_true",
                     help="diagnostic only, on a finished run's store: stage 2 on the K pseudo-labels per domain with the "
                          "lowest TRUE error (withheld GT) - the best any selection could do; added to --out")
@@ -147,6 +149,9 @@ def main() -> int:
         if data.exists():
             shutil.rmtree(data)
         shutil.copytree(args.data_from, data, ignore=shutil.ignore_patterns("models", "pseudo", "curation"))
+        if args.labeled_train_shards:
+            for extra in sorted((data / "labeled").glob("train-*.tar"))[args.labeled_train_shards:]:
+                extra.unlink()
     elif not (data / "pool" / "manifest.parquet").exists():
         from dap_assets.pipeline import main as pipeline
 
@@ -223,6 +228,7 @@ def main() -> int:
         log_metrics_to_run(cfg, r["run_id"], {f"{b}/{k}": v for b, m in res.items() for k, v in m.items()})
     summary = {
         "setting": {"profile": args.profile, "overrides": args.overrides, "train": cfg.train.model_dump(),
+                    "labeled_train_shards": args.labeled_train_shards or "all",
                     "curation": cfg.curation.model_dump(), "model": cfg.model.backbone,
                     "machine": f"{os.cpu_count()} CPU cores, torch {torch.__version__}, no GPU"},
         "results": results,
@@ -250,6 +256,7 @@ def main() -> int:
     lines.append("Pseudo-labels' true AbsRel over the pool (mean / median): " + ", ".join(
         f"{k} {v['abs_rel_mean']:.4f} / {v['abs_rel_median']:.4f}" for k, v in pseudo_quality.items()) + ".")
     lines.append(f"Setting: profile {args.profile}, overrides {args.overrides or 'none'}, "
+                 f"labelled train shards {args.labeled_train_shards or 'all'}, "
                  f"init_from_previous={cfg.train.init_from_previous}, pseudo_views={cfg.curation.pseudo_views}; "
                  f"{summary['setting']['machine']}.")
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
