@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import cv2
@@ -50,21 +50,8 @@ class Augment:
 
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> "Augment":
-        return cls(
-            flip_prob=cfg.aug_flip_prob,
-            roll_prob=cfg.aug_roll_prob,
-            jitter_prob=cfg.aug_jitter_prob,
-            brightness=cfg.aug_brightness,
-            contrast=cfg.aug_contrast,
-            saturation=cfg.aug_saturation,
-            hue=cfg.aug_hue,
-            appearance_prob=cfg.aug_appearance_prob,
-            channel_gain=cfg.aug_channel_gain,
-            gamma=cfg.aug_gamma,
-            grey_prob=cfg.aug_grey_prob,
-            noise_std=cfg.aug_noise_std,
-            blur_sigma=cfg.aug_blur_sigma,
-        )
+        """Each field is the knob `train.aug_<field>`."""
+        return cls(**{f.name: getattr(cfg, f"aug_{f.name}") for f in fields(cls)})
 
 
 def colour_jitter(rgb: np.ndarray, rng: np.random.Generator, aug: Augment) -> np.ndarray:
