@@ -50,7 +50,7 @@ def main() -> int:
     import torch
     from mlflow import MlflowClient
 
-    from benchmarks.experiment_stages import evaluate, table_head, table_row
+    from benchmarks.experiment_stages import evaluate, flat_metrics, table_head, table_row
     from dap_model.config import load_config
     from dap_model.distill.pseudo import build_perspective_pseudo_labels
     from dap_model.storage import LocalStore
@@ -88,7 +88,7 @@ def main() -> int:
         print(f"stage1[distill {arm}]: {timings[f'stage1[distill {arm}]']:.0f} s", flush=True)
         client.set_tag(res.run_id, "dap.distill", arm)
         ev = evaluate(cfg, store, store.fetch(model_key("stage1")))
-        log_metrics_to_run(cfg, res.run_id, {f"{b}/{k}": v for b, m in ev.items() for k, v in m.items()})
+        log_metrics_to_run(cfg, res.run_id, flat_metrics(ev))
         results[f"distill_{arm}"] = ev
         runs[f"distill_{arm}"] = res.run_id
     cfg = load_config(args.profile, base)

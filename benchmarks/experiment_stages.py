@@ -31,19 +31,27 @@ METRICS = ("abs_rel", "rmse", "delta1")
 
 
 def table_head(first: str) -> list[str]:
-    return [f"| {first} | labelled test AbsRel | RMSE | δ1 | web test AbsRel | RMSE | δ1 |", "|---|---|---|---|---|---|---|"]
+    return [f"| {first} | labelled test AbsRel | RMSE | δ1 | web test AbsRel | RMSE | δ1 | web AbsRel, scale-aligned |",
+            "|---|---|---|---|---|---|---|---|"]
 
 
 def table_row(name: str, res: dict) -> str:
-    """One markdown row of `evaluate`'s result: AbsRel, RMSE, δ1 on both splits."""
-    return f"| {name} | " + " | ".join(
-        f"{res.get(b, {}).get(k, float('nan')):.4f}" for b in ("labeled_test", "web_test") for k in METRICS) + " |"
+    """One markdown row of `evaluate`'s result: AbsRel, RMSE, δ1 on both splits, web aligned AbsRel."""
+    cols = [(b, k) for b in ("labeled_test", "web_test") for k in METRICS] + [("web_test", "abs_rel_aligned")]
+    return f"| {name} | " + " | ".join(f"{res.get(b, {}).get(k, float('nan')):.4f}" for b, k in cols) + " |"
 
 
 def evaluate(cfg, store, model_file: Path) -> dict:
+    """Per-image-averaged metrics on each test split, plus `abs_rel_aligned` (prediction scaled by
+    the median ratio first: the shape error, without the global metric scale) and AbsRel /
+    aligned AbsRel / median log(pred/gt) per scene kind (`by_kind`; labelled: indoor/outdoor)."""
+    import numpy as np
+
     from dap_model.accel import resolve_device
+    from dap_model.metrics import MetricAccumulator
     from dap_model.models import load_model
-    from dap_model.training.evaluate import evaluate_paths
+    from dap_model.training.data import iter_eval_batches
+    from dap_model.training.evaluate import predict_at
     from dap_model.training.stages import fetch_all, split_shard_keys
 
     device = resolve_device(cfg.train.device)
@@ -53,10 +61,36 @@ def evaluate(cfg, store, model_file: Path) -> dict:
                         ("web_test", split_shard_keys(store, "web/test"))):
         if not keys:
             continue
-        m, _ = evaluate_paths(model, fetch_all(store, keys), cfg.train.height, cfg.train.eval_batch_size,
-                              device, cfg.eval.cap_m, cfg.train.amp_dtype)
-        out[bench] = {k: m[k] for k in (*METRICS, "mae", "n_images")}
+        acc, aligned = MetricAccumulator(cfg.eval.cap_m), MetricAccumulator(cfg.eval.cap_m, align_median=True)
+        kinds: dict[str, list[tuple[float, float, float]]] = {}
+        for batch in iter_eval_batches(fetch_all(store, keys), cfg.train.height, cfg.train.eval_batch_size):
+            preds = predict_at(model, batch["rgb"], [g.shape for g in batch["gts"]], device, cfg.train.amp_dtype)
+            for gt, pred, meta in zip(batch["gts"], preds, batch["metas"]):
+                m, a = acc.update(pred, gt), aligned.update(pred, gt)
+                if m:
+                    v = np.isfinite(gt) & (gt > 0) & (gt <= cfg.eval.cap_m)
+                    ratio = float(np.median(np.log(np.maximum(pred[v], 1e-3) / gt[v])))
+                    kinds.setdefault(meta.get("kind", meta.get("domain", "?")), []).append(
+                        (m[0]["abs_rel"], a[0]["abs_rel"], ratio))
+        res = acc.compute()["per_image"]
+        out[bench] = {k: float(res[k]) for k in (*METRICS, "mae", "n_images")}
+        out[bench]["abs_rel_aligned"] = float(aligned.compute()["per_image"]["abs_rel"])
+        out[bench]["by_kind"] = {k: dict(zip(("abs_rel", "abs_rel_aligned", "median_log_ratio", "n"),
+                                             (*np.mean(v, 0).round(4).tolist(), len(v))))
+                                 for k, v in sorted(kinds.items())}
     return out
+
+
+def flat_metrics(ev: dict) -> dict[str, float]:
+    """`evaluate`'s result as MLflow metric names (`web_test/abs_rel`, `web_test/city/abs_rel`, ...)."""
+    flat = {}
+    for b, m in ev.items():
+        for k, v in m.items():
+            if k == "by_kind":
+                flat |= {f"{b}/{kind}/{n}": x for kind, d in v.items() for n, x in d.items() if n != "n"}
+            else:
+                flat[f"{b}/{k}"] = v
+    return flat
 
 
 def oracle_arm(cfg, project: Path, data: Path, out: Path) -> int:
@@ -88,7 +122,7 @@ def oracle_arm(cfg, project: Path, data: Path, out: Path) -> int:
 
     MlflowClient().set_tag(res.run_id, "dap.experiment_arm", "oracle")
     ev = evaluate(cfg, store, store.fetch(model_key("stage2")))
-    log_metrics_to_run(cfg, res.run_id, {f"{b}/{k}": v for b, m in ev.items() for k, v in m.items()})
+    log_metrics_to_run(cfg, res.run_id, flat_metrics(ev))
     summary = json.loads(out.read_text())
     summary["results"]["stage2_oracle"] = ev
     summary["mlflow_runs"]["stage2_oracle"] = res.run_id
@@ -225,7 +259,7 @@ def main() -> int:
     for name, r in runs.items():
         res = step(f"eval[{name}]", lambda: evaluate(r["cfg"], r["store"], r["file"]))
         results[name] = res
-        log_metrics_to_run(cfg, r["run_id"], {f"{b}/{k}": v for b, m in res.items() for k, v in m.items()})
+        log_metrics_to_run(cfg, r["run_id"], flat_metrics(res))
     summary = {
         "setting": {"profile": args.profile, "overrides": args.overrides, "train": cfg.train.model_dump(),
                     "labeled_train_shards": args.labeled_train_shards or "all",

@@ -347,6 +347,10 @@ class TrainConfig(Section):
     log_images: int = Field(3, ge=0, description="RGB | GT | pred images logged per validation")
     shuffle_buffer: int = Field(64, ge=1, description="samples in the streaming shuffle buffer")
     labeled_repeat: int = Field(1, ge=1, description="times the labelled shards appear per epoch next to pseudo-labels")
+    pseudo_scale: Literal["metric", "aligned"] = Field(
+        "metric", description="how a pseudo-label supervises: metric = as a labelled sample; aligned = rescaled "
+        "to the prediction's median first (no gradient), so it teaches shape and the labelled data alone metric scale"
+    )
     init_from_previous: bool = Field(
         False, description="stage 2/3 start from the previous stage's weights (off: every stage has the same budget from the same init)"
     )

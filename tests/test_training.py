@@ -267,3 +267,41 @@ def test_equivariant_prediction_commutes_with_its_yaw_rolls_and_mirror():
     with pytest.raises(ConfigError, match="pseudo_views"):
         load_config("test", ["curation.pseudo_views=3"])
     assert not torch.allclose(avg, one, rtol=1e-3)  # the views differ: averaging does something
+
+
+def _rescaled_copy(paths: list[Path], out: Path, k: float) -> tuple[Path, ...]:
+    from dap_model.data.shards import Sample, ShardWriter
+    from dap_model.training.data import decode_raw, read_raw
+
+    w = ShardWriter(out, "pseudo", 100)
+    for p in paths:
+        for key, parts in read_raw(p):
+            rgb, depth, _ = decode_raw(key, parts, str(p))
+            w.write(Sample(key, rgb, depth * k))
+    w.close()
+    return tuple(sorted(out.glob("*.tar")))
+
+
+@pytest.mark.parametrize("pseudo_scale", ["aligned", "metric"])
+def test_aligned_pseudo_labels_make_training_blind_to_their_global_scale(store_root, tmp_path, monkeypatch, pseudo_scale):
+    """Same data, pseudo-labels once true and once 40x too far: with `aligned` both trainings end
+    at the same weights (the scale taught nothing), with `metric` they do not."""
+    from safetensors.torch import load_file
+
+    from dap_model.training.trainer import train
+
+    monkeypatch.setenv("DAP_PROJECT_DIR", str(tmp_path))
+    cfg = load_config("test", ["train.steps=3", "train.batch_size=4", "train.val_every=1000",
+                               f"train.pseudo_scale={pseudo_scale}"])
+    gt = sorted((store_root / "web" / "gt").glob("*.tar"))
+    weights = []
+    for k in (1.0, 40.0):
+        pseudo = _rescaled_copy(gt, tmp_path / f"pseudo{k:g}", k)
+        src = [ShardSource("labeled", _train_paths(store_root)), ShardSource("pseudo", pseudo)]
+        res = train(cfg, "stage2", src, [], tmp_path / f"run{k:g}", register=False, log_model=False, progress=False)
+        weights.append(load_file(str(res.checkpoint)))
+    diff = max(float((weights[0][n] - weights[1][n]).abs().max()) for n in weights[0])
+    if pseudo_scale == "aligned":
+        assert diff < 1e-6
+    else:
+        assert diff > 1e-5

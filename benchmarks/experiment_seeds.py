@@ -1,0 +1,82 @@
+"""How much does one training's test error move with the seed alone? Re-trains one stage with
+`train.seed` = each of --seeds on a private copy of a stage experiment's store (same data, same
+pseudo-labels, same budget) and evaluates it like `experiment_stages.py` does, per web-test video
+too. The spread is the noise floor every stage-vs-stage difference is read against.
+
+    python benchmarks/experiment_seeds.py --profile small --experiment small_v2 --stage stage1 --seeds 1 2
+        [--set KEY=VALUE ...]   the overrides the stage experiment ran with
+
+Writes benchmarks/results/seeds_<experiment>_<stage>.json; each training is a run in the stage
+experiment's MLflow db (tag `dap.experiment_arm` = `seed<N>`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from experiment_stages import evaluate, flat_metrics, table_head, table_row  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", default="small")
+    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--experiment", default="small", help="name under .cache/experiment_stages/")
+    ap.add_argument("--store", default="data", help="the store inside the experiment (data, data_random_topk, ...)")
+    ap.add_argument("--stage", default="stage1", choices=["stage1", "stage2", "stage3"])
+    ap.add_argument("--seeds", type=int, nargs="+", required=True)
+    args = ap.parse_args()
+    project = ROOT / ".cache" / "experiment_stages" / args.experiment
+    source = project / args.store
+    if not (source / "labeled" / "manifest.parquet").exists():
+        raise SystemExit(f"{source}: no stage experiment store (run experiment_stages.py first)")
+    os.environ["DAP_PROJECT_DIR"] = str(project)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    from mlflow import MlflowClient
+
+    from dap_model.config import load_config
+    from dap_model.storage import LocalStore
+    from dap_model.tracking import setup_mlflow
+    from dap_model.training.stages import model_key, run_stage
+    from dap_model.training.tracking import log_metrics_to_run
+
+    out = ROOT / "benchmarks" / "results" / f"seeds_{args.experiment}_{args.stage}.json"
+    summary = json.loads(out.read_text()) if out.exists() else {"results": {}, "mlflow_runs": {}, "seconds": {}}
+    for seed in args.seeds:
+        cfg = load_config(args.profile, [*args.overrides, f"train.seed={seed}"])
+        root = project / f"{args.store}_seed{seed}_{args.stage}"
+        if root.exists():
+            shutil.rmtree(root)
+        shutil.copytree(source, root, ignore=shutil.ignore_patterns("models"))
+        store = LocalStore(root)
+        setup_mlflow(cfg.mlflow)
+        t = time.perf_counter()
+        res = run_stage(cfg, store, args.stage, pipeline_run=f"experiment_seeds/{seed}", progress=False, register=False)
+        MlflowClient().set_tag(res.run_id, "dap.experiment_arm", f"seed{seed}")
+        ev = evaluate(cfg, store, store.fetch(model_key(args.stage)))
+        log_metrics_to_run(cfg, res.run_id, flat_metrics(ev))
+        name = f"{args.stage}_seed{seed}"
+        summary["results"][name] = ev
+        summary["mlflow_runs"][name] = res.run_id
+        summary["seconds"][name] = time.perf_counter() - t
+        summary["setting"] = {"profile": args.profile, "overrides": args.overrides, "experiment": args.experiment,
+                              "store": args.store, "machine": f"{os.cpu_count()} CPU cores, no GPU"}
+        out.write_text(json.dumps(summary, indent=2, default=float))
+        print(table_row(name, ev), flush=True)
+    lines = table_head("seed") + [table_row(k, v) for k, v in sorted(summary["results"].items())]
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
