@@ -253,6 +253,7 @@ def main() -> int:
         err = pseudo_label_errors(cfg, st, prefix)
         pseudo_quality[name] = {"n": len(err), "abs_rel_mean": float(err["abs_rel"].mean()),
                                 "abs_rel_median": float(err["abs_rel"].median()),
+                                "abs_rel_aligned_mean": float(err["abs_rel_aligned"].mean()),
                                 "abs_rel_mean_by_source": err.groupby("gt_prefix")["abs_rel"].mean().to_dict()}
 
     results = {}
@@ -283,12 +284,19 @@ def main() -> int:
     lines = table_head("model") + [table_row(name, res) for name, res in results.items()]
     rc = summary["rank_correlation"]
     lines += ["", f"Discriminator: Spearman(score, true AbsRel) = {rc.get('spearman', float('nan')):.3f} "
-              f"(p = {rc.get('p_value', float('nan')):.3g}, n = {int(rc.get('n', 0))}); negative = useful.",
+              f"(p = {rc.get('p_value', float('nan')):.3g}, n = {int(rc.get('n', 0))}); negative = useful; "
+              f"against the scale-aligned AbsRel (shape alone) {rc.get('spearman_aligned', float('nan')):.3f} "
+              f"(p = {rc.get('p_value_aligned', float('nan')):.3g}).",
               f"Selected pseudo-labels' true AbsRel: discriminator {curation['discriminator'].get('true_abs_rel_selected', float('nan')):.4f}, "
               f"random {curation['random'].get('true_abs_rel_selected', float('nan')):.4f}, "
               f"pool mean {curation['discriminator'].get('true_abs_rel_all', float('nan')):.4f}."]
-    lines.append("Pseudo-labels' true AbsRel over the pool (mean / median): " + ", ".join(
-        f"{k} {v['abs_rel_mean']:.4f} / {v['abs_rel_median']:.4f}" for k, v in pseudo_quality.items()) + ".")
+    lines.append("Pseudo-labels' true AbsRel over the pool (mean / median / scale-aligned mean): " + ", ".join(
+        f"{k} {v['abs_rel_mean']:.4f} / {v['abs_rel_median']:.4f} / {v['abs_rel_aligned_mean']:.4f}"
+        for k, v in pseudo_quality.items()) + ".")
+    lines.append("Web test by scene kind, AbsRel (scale-aligned AbsRel, median log(pred/gt)): " + "; ".join(
+        f"{name}: " + ", ".join(f"{k} {v['abs_rel']:.3f} ({v['abs_rel_aligned']:.3f}, {v['median_log_ratio']:+.2f})"
+                                for k, v in res.get("web_test", {}).get("by_kind", {}).items())
+        for name, res in results.items()) + ".")
     lines.append(f"Setting: profile {args.profile}, overrides {args.overrides or 'none'}, "
                  f"labelled train shards {args.labeled_train_shards or 'all'}, "
                  f"init_from_previous={cfg.train.init_from_previous}, pseudo_views={cfg.curation.pseudo_views}; "

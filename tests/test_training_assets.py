@@ -45,9 +45,10 @@ def test_top_k_per_domain_and_random_control():
 def test_rank_correlation_sign_and_gt_sources():
     s = _scores(8)
     err = pd.DataFrame({"key": s["key"], "gt_prefix": ["web/gt"] * 4 + ["synth/gt"] * 4,
-                        "abs_rel": 1.0 - s["score"], "rmse": 0.0, "delta1": 0.0})
+                        "abs_rel": 1.0 - s["score"], "rmse": 0.0, "delta1": 0.0, "abs_rel_aligned": s["score"]})
     r = rank_correlation(s, err)
     assert r["spearman"] == pytest.approx(-1.0) and r["n"] == 8
+    assert r["spearman_aligned"] == pytest.approx(1.0) and r["spearman_aligned_synth_gt"] == pytest.approx(1.0)
     assert r["spearman_web_gt"] == pytest.approx(-1.0) and r["n_synth_gt"] == 4
     assert np.isnan(rank_correlation(s, err.iloc[:2])["spearman"])
 

@@ -173,7 +173,8 @@ def score_pseudo_labels(cfg: DapConfig, disc, store, pseudo_prefix: str) -> pd.D
 
 def pseudo_label_errors(cfg: DapConfig, store, pseudo_prefix: str) -> pd.DataFrame:
     """True error of each pseudo-label that has withheld ground truth (`curation.gt_prefixes`):
-    key, gt_prefix, abs_rel, rmse, delta1. Empty when no ground truth is stored."""
+    key, gt_prefix, abs_rel, rmse, delta1, abs_rel_aligned (after scaling by the median ratio: the
+    shape error alone). Empty when no ground truth is stored."""
     gt: dict[str, tuple[str, np.ndarray]] = {}
     for prefix in cfg.curation.gt_prefixes:
         for k in split_shard_keys(store, prefix):
@@ -196,29 +197,33 @@ def pseudo_label_errors(cfg: DapConfig, store, pseudo_prefix: str) -> pd.DataFra
                     )[0, 0].numpy()
                 m = depth_metrics(pseudo, g, cap=cfg.eval.cap_m)
                 if m["n_valid"] > 0:
+                    a = depth_metrics(pseudo, g, cap=cfg.eval.cap_m, align_median=True)
                     rows.append({"key": key, "gt_prefix": prefix, "abs_rel": m["abs_rel"], "rmse": m["rmse"],
-                                 "delta1": m["delta1"]})
-    return pd.DataFrame(rows, columns=["key", "gt_prefix", "abs_rel", "rmse", "delta1"])
+                                 "delta1": m["delta1"], "abs_rel_aligned": a["abs_rel"]})
+    return pd.DataFrame(rows, columns=["key", "gt_prefix", "abs_rel", "rmse", "delta1", "abs_rel_aligned"])
 
 
 def rank_correlation(scores: pd.DataFrame, errors: pd.DataFrame) -> dict[str, float]:
     """Spearman rho (and p-value) between discriminator score and true AbsRel, over pseudo-labels
-    with ground truth; also per GT source. NaN when fewer than 3 pairs."""
+    with ground truth; also per GT source, and against the scale-aligned AbsRel (`*_aligned`: does
+    the score rank shape?). NaN when fewer than 3 pairs."""
     from scipy.stats import spearmanr
 
     joined = scores.merge(errors, on="key")
     out: dict[str, float] = {"n": float(len(joined))}
 
-    def rho(df: pd.DataFrame) -> tuple[float, float]:
-        if len(df) < 3 or df["score"].nunique() < 2 or df["abs_rel"].nunique() < 2:
+    def rho(df: pd.DataFrame, err: str) -> tuple[float, float]:
+        if len(df) < 3 or df["score"].nunique() < 2 or df[err].nunique() < 2:
             return float("nan"), float("nan")
-        r = spearmanr(df["score"], df["abs_rel"])
+        r = spearmanr(df["score"], df[err])
         return float(r.statistic), float(r.pvalue)
 
-    out["spearman"], out["p_value"] = rho(joined)
+    out["spearman"], out["p_value"] = rho(joined, "abs_rel")
+    out["spearman_aligned"], out["p_value_aligned"] = rho(joined, "abs_rel_aligned")
     for prefix, df in joined.groupby("gt_prefix"):
         name = str(prefix).replace("/", "_")
-        out[f"spearman_{name}"], _ = rho(df)
+        out[f"spearman_{name}"], _ = rho(df, "abs_rel")
+        out[f"spearman_aligned_{name}"], _ = rho(df, "abs_rel_aligned")
         out[f"n_{name}"] = float(len(df))
     return out
 
@@ -289,7 +294,7 @@ def run_discriminator(cfg: DapConfig, store, stage1_model: str | Path, pseudo_pr
         scores = score_pseudo_labels(cfg, disc, store, pseudo_prefix)
         errors = pseudo_label_errors(cfg, store, pseudo_prefix)
         corr = rank_correlation(scores, errors)
-        scores = scores.merge(errors[["key", "abs_rel"]], on="key", how="left")
+        scores = scores.merge(errors[["key", "abs_rel", "abs_rel_aligned"]], on="key", how="left")
         with tempfile.TemporaryDirectory() as tmp:
             wd = Path(work_dir or tmp)
             path = save_discriminator(disc, wd / "model.safetensors", cfg)
@@ -330,4 +335,7 @@ def run_curation(cfg: DapConfig, store, pseudo_prefix: str = "pseudo/stage1") ->
     if "abs_rel" in scores and scores["abs_rel"].notna().any():
         summary["true_abs_rel_selected"] = float(sel["abs_rel"].mean())
         summary["true_abs_rel_all"] = float(scores["abs_rel"].mean())
+    if "abs_rel_aligned" in scores and scores["abs_rel_aligned"].notna().any():
+        summary["true_abs_rel_aligned_selected"] = float(sel["abs_rel_aligned"].mean())
+        summary["true_abs_rel_aligned_all"] = float(scores["abs_rel_aligned"].mean())
     return summary
