@@ -146,6 +146,8 @@ def main() -> int:
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--data-from", type=Path, default=None)
     ap.add_argument("--project", type=Path, default=None)
+    ap.add_argument("--no-control", action="store_true",
+                    help="skip the random top-K arm (seed replicates of the discriminator arm)")
     ap.add_argument("--equal-compute", action="store_true",
                     help="also train stage 1 for 3x steps (stage 3 has had stage 1 + 2 + 3 steps)")
     ap.add_argument("--labeled-train-shards", type=int, default=0,
@@ -217,13 +219,16 @@ def main() -> int:
     train("stage1", "discriminator", cfg, store)
     step("pseudo_stage1", lambda: pseudo_label_pool(cfg, store, store.fetch(model_key("stage1")), "pseudo/stage1", "stage1", progress=False))
     disc = step("discriminator", lambda: run_discriminator(cfg, store, store.fetch(model_key("stage1")), progress=False))
-    ctrl_root = project / "data_random_topk"
-    if ctrl_root.exists():
-        shutil.rmtree(ctrl_root)
-    shutil.copytree(data, ctrl_root)
-    ctrl_store, ctrl_cfg = LocalStore(ctrl_root), load_config(args.profile, [*args.overrides, "curation.selection=random"])
+    arms = [("discriminator", cfg, store)]
+    if not args.no_control:
+        ctrl_root = project / "data_random_topk"
+        if ctrl_root.exists():
+            shutil.rmtree(ctrl_root)
+        shutil.copytree(data, ctrl_root)
+        arms.append(("random", load_config(args.profile, [*args.overrides, "curation.selection=random"]),
+                     LocalStore(ctrl_root)))
     curation = {}
-    for arm, c, st in (("discriminator", cfg, store), ("random", ctrl_cfg, ctrl_store)):
+    for arm, c, st in arms:
         curation[arm] = step(f"curate[{arm}]", lambda: run_curation(c, st))
         train("stage2", arm, c, st)
         step(f"pseudo_stage2[{arm}]", lambda: pseudo_label_pool(c, st, st.fetch(model_key("stage2")), "pseudo/stage2", "stage2", progress=False))
@@ -249,7 +254,7 @@ def main() -> int:
 
     pseudo_quality = {}
     for name, st, prefix in (("stage1", store, "pseudo/stage1"), ("stage2", store, "pseudo/stage2"),
-                             ("stage2_random", ctrl_store, "pseudo/stage2")):
+                             *[("stage2_random", st, "pseudo/stage2") for arm, _, st in arms if arm == "random"]):
         err = pseudo_label_errors(cfg, st, prefix)
         pseudo_quality[name] = {"n": len(err), "abs_rel_mean": float(err["abs_rel"].mean()),
                                 "abs_rel_median": float(err["abs_rel"].median()),
@@ -288,7 +293,7 @@ def main() -> int:
               f"against the scale-aligned AbsRel (shape alone) {rc.get('spearman_aligned', float('nan')):.3f} "
               f"(p = {rc.get('p_value_aligned', float('nan')):.3g}).",
               f"Selected pseudo-labels' true AbsRel: discriminator {curation['discriminator'].get('true_abs_rel_selected', float('nan')):.4f}, "
-              f"random {curation['random'].get('true_abs_rel_selected', float('nan')):.4f}, "
+              f"random {curation.get('random', {}).get('true_abs_rel_selected', float('nan')):.4f}, "
               f"pool mean {curation['discriminator'].get('true_abs_rel_all', float('nan')):.4f}."]
     lines.append("Pseudo-labels' true AbsRel over the pool (mean / median / scale-aligned mean): " + ", ".join(
         f"{k} {v['abs_rel_mean']:.4f} / {v['abs_rel_median']:.4f} / {v['abs_rel_aligned_mean']:.4f}"
