@@ -4,9 +4,10 @@ pseudo-labels, same budget) and evaluates it like `experiment_stages.py` does, p
 too. The spread is the noise floor every stage-vs-stage difference is read against.
 
     python benchmarks/experiment_seeds.py --profile small --experiment small_v2 --stage stage1 --seeds 1 2
-        [--set KEY=VALUE ...]   the overrides the stage experiment ran with
+        [--set KEY=VALUE ...]   the overrides the stage experiment ran with (or a changed budget)
+        [--name steps440]       suffix of the result file when the overrides differ from the experiment's
 
-Writes benchmarks/results/seeds_<experiment>_<stage>.json; each training is a run in the stage
+Writes benchmarks/results/seeds_<experiment>_<stage>[_<name>].json; each training is a run in the stage
 experiment's MLflow db (tag `dap.experiment_arm` = `seed<N>`)."""
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def main() -> int:
     ap.add_argument("--store", default="data", help="the store inside the experiment (data, data_random_topk, ...)")
     ap.add_argument("--stage", default="stage1", choices=["stage1", "stage2", "stage3"])
     ap.add_argument("--seeds", type=int, nargs="+", required=True)
+    ap.add_argument("--name", default="", help="suffix of the result file and store copies (e.g. steps440)")
     args = ap.parse_args()
     project = ROOT / ".cache" / "experiment_stages" / args.experiment
     source = project / args.store
@@ -49,11 +51,12 @@ def main() -> int:
     from dap_model.training.stages import model_key, run_stage
     from dap_model.training.tracking import log_metrics_to_run
 
-    out = ROOT / "benchmarks" / "results" / f"seeds_{args.experiment}_{args.stage}.json"
+    tag = f"_{args.name}" if args.name else ""
+    out = ROOT / "benchmarks" / "results" / f"seeds_{args.experiment}_{args.stage}{tag}.json"
     summary = json.loads(out.read_text()) if out.exists() else {"results": {}, "mlflow_runs": {}, "seconds": {}}
     for seed in args.seeds:
         cfg = load_config(args.profile, [*args.overrides, f"train.seed={seed}"])
-        root = project / f"{args.store}_seed{seed}_{args.stage}"
+        root = project / f"{args.store}_seed{seed}_{args.stage}{tag}"
         if root.exists():
             shutil.rmtree(root)
         shutil.copytree(source, root, ignore=shutil.ignore_patterns("models"))
