@@ -43,7 +43,7 @@ def main() -> int:
     for m in models:
         have = [res[m] for _, res, _ in runs if m in res]
         seeds = ",".join(str(s) for s, res, _ in runs if m in res)
-        lines.append(f"| {m} | {seeds} | " + " | ".join(fmt([h[b][k] for h in have]) for b, k in COLS) + " |")
+        lines.append(f"| {m} | {seeds} | " + " | ".join(fmt([h[b][k] for h in have if k in h[b]]) for b, k in COLS) + " |")
     lines += ["", "| seed | " + " | ".join(f"{m} web AbsRel" for m in models) + " | stage 3 − stage 1 (web) |",
               "|---|" + "---|" * (len(models) + 1)]
     diffs = []
