@@ -370,6 +370,9 @@ class TrainConfig(Section):
     aug_grey_prob: float = Field(0.1, ge=0, le=1, description="greyscale probability within the appearance shift")
     aug_noise_std: float = Field(0.04, ge=0, le=0.5, description="Gaussian sensor-noise std uniform in [0, this] (0-1 scale)")
     aug_blur_sigma: float = Field(1.0, ge=0, description="Gaussian blur sigma uniform in [0, this] pixels")
+    aug_sky_prob: float = Field(
+        0.0, ge=0, le=1, description="probability of repainting the invalid (sky) pixels as a random sky gradient"
+    )
 
 
 class CurationConfig(Section):

@@ -78,6 +78,37 @@ def test_appearance_shift_changes_colour_only_and_gain_is_per_channel():
     assert np.array_equal(augment(colour, depth, np.random.default_rng(0), off)[0], colour)
 
 
+def test_sky_replacement_repaints_only_invalid_pixels_and_keeps_the_other_draws():
+    rng = np.random.default_rng(2)
+    h, w = 16, 32
+    depth = rng.uniform(1, 50, (h, w)).astype(np.float32)
+    depth[: h // 2 - 2] = 0.0  # sky above the horizon
+    depth[h - 1, :5] = 0.0  # a few beyond-range pixels below it
+    colour = rng.uniform(0.1, 0.7, (h, w, 3)).astype(np.float32)
+    on = Augment(sky_prob=1.0)
+    skies = []
+    for seed in range(6):
+        r, d = augment(colour, depth, np.random.default_rng(seed), on)
+        assert np.array_equal(d, depth)
+        valid = depth > 0
+        assert np.array_equal(r[valid], colour[valid])
+        assert not np.allclose(r[~valid], colour[~valid]) and r.min() >= 0 and r.max() <= 1
+        r2, _ = augment(colour, depth, np.random.default_rng(seed), on)
+        assert np.array_equal(r, r2)
+        skies.append(r[: h // 2 - 2].mean(axis=(0, 1)))
+    assert np.ptp(np.stack(skies), axis=0).min() > 0.05  # a different sky colour per draw
+    off = Augment(sky_prob=0.0)
+    assert np.array_equal(augment(colour, depth, np.random.default_rng(0), off)[0], colour)
+    # no invalid pixel: untouched; probability 0: the sample is bit-identical to the pre-sky path
+    full = np.where(depth > 0, depth, 1.0).astype(np.float32)
+    assert np.array_equal(augment(colour, full, np.random.default_rng(0), on)[0], colour)
+    jit = Augment(jitter_prob=1.0, brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05, appearance_prob=1.0, channel_gain=0.3)
+    jit_sky = Augment(**{**jit.__dict__, "sky_prob": 1.0})
+    a, _ = augment(colour, full, np.random.default_rng(4), jit)
+    b, _ = augment(colour, full, np.random.default_rng(4), jit_sky)
+    assert np.array_equal(a, b)  # the sky draw does not shift the other augmentations' draws
+
+
 @pytest.fixture
 def store_root(tmp_path):
     return build_store(tmp_path / "store", h=32, n_train=10, shard_size=3)
