@@ -392,6 +392,13 @@ class CurationConfig(Section):
     disc_fake: Literal["labeled_pred", "pool", "both"] = Field(
         "both", description="fakes: stage-1 predictions on labelled images, on pool images, or both"
     )
+    domain_scale: Literal["off", "rescale"] = Field(
+        "off", description="rescale = a pseudo-label whose median depth fits another domain of the labelled set better "
+        "than its tagged one is rescaled to the tagged domain's (geometric) mean median depth"
+    )
+    domain_scale_min_confidence: float = Field(
+        0.8, ge=0, le=1, description="domain_scale acts only on pool samples tagged with at least this confidence"
+    )
     gt_prefixes: list[str] = Field(
         default_factory=lambda: ["web/gt", "synth/gt"],
         description="withheld GT of pool samples: measures pseudo-label error only, never trains",

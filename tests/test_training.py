@@ -336,3 +336,55 @@ def test_aligned_pseudo_labels_make_training_blind_to_their_global_scale(store_r
         assert diff < 1e-6
     else:
         assert diff > 1e-5
+
+
+def test_domain_scale_rescales_only_pseudo_labels_that_fit_the_other_domain(store_root, tmp_path, monkeypatch):
+    import pandas as pd
+
+    from dap_model.data.shards import iter_shards
+    from dap_model.models import build_model, save_model
+    from dap_model.storage import LocalStore
+    from dap_model.training.pseudo import domain_depth_prior, domain_scale_factor, pseudo_label_pool
+
+    prior = {"indoor": (np.log(1.7), 0.1), "outdoor": (np.log(30.0), 0.9)}
+    assert domain_scale_factor(2.0, "outdoor", prior) == pytest.approx(15.0)  # read as a room
+    assert domain_scale_factor(25.0, "indoor", prior) == pytest.approx(1.7 / 25.0)
+    assert domain_scale_factor(2.0, "indoor", prior) == 1.0 and domain_scale_factor(25.0, "outdoor", prior) == 1.0
+    assert domain_scale_factor(0.0, "outdoor", prior) == 1.0 and domain_scale_factor(2.0, "space", prior) == 1.0
+
+    monkeypatch.setenv("DAP_PROJECT_DIR", str(tmp_path))
+    store = LocalStore(store_root)
+    torch.manual_seed(0)
+    cfg = load_config("test", ["model.mask_threshold=1e-6", "curation.pseudo_views=1"])
+    model_file = save_model(build_model(cfg.model), tmp_path / "m.safetensors", cfg.model)
+    pool = pd.read_parquet(store_root / "pool" / "manifest.parquet")
+    pool["confidence"] = [0.5 if i == 1 else 0.95 for i in range(len(pool))]  # pool[1] is outdoor, unsure
+    pool.to_parquet(store_root / "pool" / "manifest.parquet")
+    off = pseudo_label_pool(cfg, store, model_file, "pseudo/off", "stage1", progress=False)
+    assert (off["scale_factor"] == 1.0).all()
+    m0 = float(np.exp(np.log(off["median_depth_m"]).mean()))
+    rng = np.random.default_rng(0)
+    lab = pd.read_parquet(store_root / "labeled" / "manifest.parquet")
+    lab["domain"] = ["indoor" if i % 2 == 0 else "outdoor" for i in range(len(lab))]
+    lab["depth_median"] = np.where(lab["domain"] == "indoor", m0, 100 * m0) * np.exp(rng.normal(0, 0.2, len(lab)))
+    lab.to_parquet(store_root / "labeled" / "manifest.parquet")
+    ref = domain_depth_prior(store)
+    train = lab[lab["split"] == "train"]
+    for d in ("indoor", "outdoor"):
+        logs = np.log(train.loc[train["domain"] == d, "depth_median"])
+        assert ref[d] == pytest.approx((logs.mean(), logs.std(ddof=1)))
+
+    on_cfg = load_config("test", ["model.mask_threshold=1e-6", "curation.pseudo_views=1", "curation.domain_scale=rescale"])
+    on = pseudo_label_pool(on_cfg, store, model_file, "pseudo/on", "stage1", progress=False).set_index("key")
+    off = off.set_index("key")
+    for key, row in off.iterrows():
+        expect = 1.0
+        if row["domain"] == "outdoor" and key != pool["key"][1]:
+            expect = float(np.exp(ref["outdoor"][0]) / row["median_depth_m"])
+        assert on.loc[key, "scale_factor"] == pytest.approx(expect, rel=1e-6)
+        assert on.loc[key, "median_depth_m"] == pytest.approx(row["median_depth_m"] * expect, rel=1e-5)
+    assert (on["scale_factor"] > 10).sum() == (pool["domain"] == "outdoor").sum() - 1
+    a = {s.key: s.depth for s in iter_shards(sorted((store_root / "pseudo" / "off").glob("*.tar")))}
+    b = {s.key: s.depth for s in iter_shards(sorted((store_root / "pseudo" / "on").glob("*.tar")))}
+    for key in a:
+        np.testing.assert_allclose(b[key], a[key] * on.loc[key, "scale_factor"], rtol=1e-5)

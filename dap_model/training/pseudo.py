@@ -1,8 +1,11 @@
 """Pseudo-labelling: a trained model's metric depth for every sample of the unlabelled pool,
 written as shards (rgb + pseudo depth) under `pseudo/<name>/` with a manifest.
 
-Pool (issue 5): `pool/manifest.parquet` with columns `key, shard, domain, source`; `shard` is a
-store key, or a shard name under `pool/`."""
+Pool (issue 5): `pool/manifest.parquet` with columns `key, shard, domain, source` (and the tag's
+`confidence`, optional); `shard` is a store key, or a shard name under `pool/`.
+
+`curation.domain_scale=rescale` checks each pseudo-label's median depth against the labelled
+set's per-domain depth prior and rescales the ones that fit the other domain (`scale_factor`)."""
 
 from __future__ import annotations
 
@@ -24,7 +27,8 @@ from dap_model.training.evaluate import predict_at
 
 POOL_MANIFEST = "pool/manifest.parquet"
 POOL_COLUMNS = ("key", "shard", "domain", "source")
-PSEUDO_COLUMNS = ["key", "shard", "domain", "source", "pool_shard", "valid_fraction", "median_depth_m"]
+PSEUDO_COLUMNS = ["key", "shard", "domain", "source", "pool_shard", "valid_fraction", "median_depth_m", "scale_factor"]
+LABELED_MANIFEST = "labeled/manifest.parquet"
 
 
 def read_pool_manifest(store) -> pd.DataFrame:
@@ -61,6 +65,38 @@ def iter_pool_samples(store, manifest: pd.DataFrame) -> Iterator[tuple[dict, np.
             raise InputError(f"{store.uri(key)}: {len(wanted) - found} manifest keys are missing from the shard")
 
 
+def domain_depth_prior(store) -> dict[str, tuple[float, float]]:
+    """Per domain of the labelled train split: (mean, std) of log per-image median depth (m)."""
+    if not store.exists(LABELED_MANIFEST):
+        raise InputError(f"{store.uri(LABELED_MANIFEST)}: no labelled manifest (materialise labeled_panoramas first)")
+    m = pd.read_parquet(store.fetch(LABELED_MANIFEST))
+    m = m[(m["split"] == "train") & (m["depth_median"] > 0)]
+    prior = {}
+    for domain, g in m.groupby("domain", sort=True):
+        logs = np.log(g["depth_median"].to_numpy(np.float64))
+        if len(logs) >= 2:
+            prior[str(domain)] = (float(logs.mean()), float(max(logs.std(ddof=1), 1e-3)))
+    return prior
+
+
+def domain_scale_factor(median_m: float, domain: str, prior: dict[str, tuple[float, float]]) -> float:
+    """1 when the median depth is at least as likely under `domain`'s log-normal as under every
+    other domain's; else the factor that moves it to `domain`'s geometric mean. The tag (a
+    vision-language model's indoor/outdoor answer) knows the domain; the labeler's scale
+    may not (a scene read as the other domain is off by an order of magnitude)."""
+    if domain not in prior or not median_m > 0:
+        return 1.0
+    x = np.log(median_m)
+
+    def loglik(d: str) -> float:
+        mu, sd = prior[d]
+        return -0.5 * ((x - mu) / sd) ** 2 - np.log(sd)
+
+    if all(loglik(domain) >= loglik(d) for d in prior if d != domain):
+        return 1.0
+    return float(np.exp(prior[domain][0]) / median_m)
+
+
 def replace_prefix(store, prefix: str, local_dir: Path, keep: set[str]) -> None:
     """Upload every file of `local_dir` to `prefix/`, then delete objects under `prefix/` that
     are not in `keep` (stale shards of an earlier, larger run). The manifest goes last."""
@@ -83,6 +119,8 @@ def pseudo_label_pool(
     device = resolve_device(cfg.train.device)
     model = load_model(model_path, map_location=device).eval()
     pool = read_pool_manifest(store)
+    cc = cfg.curation
+    prior = domain_depth_prior(store) if cc.domain_scale == "rescale" else {}
     rows: list[dict] = []
     bs = cfg.train.eval_batch_size
     with tempfile.TemporaryDirectory() as tmp:
@@ -99,12 +137,17 @@ def pseudo_label_pool(
                                cfg.curation.pseudo_views)
             for (row, rgb), depth in zip(pending, preds):
                 valid = depth > 0
-                meta = {"domain": row["domain"], "source": row["source"], "pool_shard": row["shard"], "stage": stage}
-                shard = writer.write(Sample(row["key"], rgb, depth.astype(np.float32), meta=meta))
+                median = float(np.median(depth[valid])) if valid.any() else 0.0
+                factor = 1.0
+                if prior and float(row.get("confidence", 1.0)) >= cc.domain_scale_min_confidence:
+                    factor = domain_scale_factor(median, str(row["domain"]), prior)
+                meta = {"domain": row["domain"], "source": row["source"], "pool_shard": row["shard"], "stage": stage,
+                        "scale_factor": factor}
+                shard = writer.write(Sample(row["key"], rgb, (depth * factor).astype(np.float32), meta=meta))
                 rows.append({
                     "key": row["key"], "shard": shard, "domain": row["domain"], "source": row["source"],
                     "pool_shard": row["shard"], "valid_fraction": float(valid.mean()),
-                    "median_depth_m": float(np.median(depth[valid])) if valid.any() else 0.0,
+                    "median_depth_m": median * factor, "scale_factor": factor,
                 })
             pending.clear()
 
