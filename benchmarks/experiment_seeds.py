@@ -6,6 +6,8 @@ too. The spread is the noise floor every stage-vs-stage difference is read again
     python benchmarks/experiment_seeds.py --profile small --experiment small_v2 --stage stage1 --seeds 1 2
         [--set KEY=VALUE ...]   the overrides the stage experiment ran with (or a changed budget)
         [--name steps440]       suffix of the result file when the overrides differ from the experiment's
+        [--truth-labels]        the stage's pseudo-labels replaced by the pool's withheld true depth
+                                (a ceiling: the loop with perfect labels; measurement only)
 
 Writes benchmarks/results/seeds_<experiment>_<stage>[_<name>].json; each training is a run in the stage
 experiment's MLflow db (tag `dap.experiment_arm` = `seed<N>`)."""
@@ -26,6 +28,39 @@ sys.path.insert(0, str(ROOT))
 from experiment_stages import evaluate, flat_metrics, table_head, table_row  # noqa: E402
 
 
+def truth_labels(cfg, store, stage: str) -> int:
+    """Rewrite the shards of `stage`'s pseudo-label prefix with the withheld ground truth of the same
+    keys (`curation.gt_prefixes`), resized to each pseudo-label's size (nearest); returns the count."""
+    import numpy as np
+    import torch
+
+    from dap_model.data.shards import Sample, ShardWriter
+    from dap_model.training.data import clean_depth, decode_raw, read_raw
+    from dap_model.training.stages import manifest_shard_keys, split_shard_keys, stage_spec
+
+    gt = {}
+    for prefix in cfg.curation.gt_prefixes:
+        for k in split_shard_keys(store, prefix):
+            for key, parts in read_raw(Path(store.fetch(k))):
+                gt[key] = clean_depth(decode_raw(key, parts, k)[1])
+    n = 0
+    for k in manifest_shard_keys(store, stage_spec(stage).pseudo_prefix):
+        path = Path(store.fetch(k))
+        tmp = path.parent / "truth"
+        w = ShardWriter(tmp, "t", 10**6)
+        for key, parts in read_raw(path):
+            rgb, pseudo, meta = decode_raw(key, parts, k)
+            g = gt[key]
+            if g.shape != pseudo.shape:
+                g = torch.nn.functional.interpolate(torch.from_numpy(g)[None, None], size=pseudo.shape, mode="nearest")[0, 0].numpy()
+            w.write(Sample(key, rgb, np.ascontiguousarray(g, np.float32), meta=meta))
+            n += 1
+        w.close()
+        (tmp / w.written[0][0]).replace(path)
+        tmp.rmdir()
+    return n
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="small")
@@ -35,6 +70,7 @@ def main() -> int:
     ap.add_argument("--stage", default="stage1", choices=["stage1", "stage2", "stage3"])
     ap.add_argument("--seeds", type=int, nargs="+", required=True)
     ap.add_argument("--name", default="", help="suffix of the result file and store copies (e.g. steps440)")
+    ap.add_argument("--truth-labels", action="store_true", help="train on the pool's true depth instead of its pseudo-labels")
     args = ap.parse_args()
     project = ROOT / ".cache" / "experiment_stages" / args.experiment
     source = project / args.store
@@ -61,6 +97,8 @@ def main() -> int:
             shutil.rmtree(root)
         shutil.copytree(source, root, ignore=shutil.ignore_patterns("models"))
         store = LocalStore(root)
+        if args.truth_labels:
+            print(f"{args.stage}: {truth_labels(cfg, store, args.stage)} pseudo-labels replaced by the true depth", flush=True)
         setup_mlflow(cfg.mlflow)
         t = time.perf_counter()
         res = run_stage(cfg, store, args.stage, pipeline_run=f"experiment_seeds/{seed}", progress=False, register=False)
