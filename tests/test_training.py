@@ -342,6 +342,7 @@ def test_domain_scale_rescales_only_pseudo_labels_that_fit_the_other_domain(stor
     import pandas as pd
 
     from dap_model.data.shards import iter_shards
+    from dap_model.errors import InputError
     from dap_model.models import build_model, save_model
     from dap_model.storage import LocalStore
     from dap_model.training.pseudo import domain_depth_prior, domain_scale_factor, pseudo_label_pool
@@ -360,6 +361,8 @@ def test_domain_scale_rescales_only_pseudo_labels_that_fit_the_other_domain(stor
     pool = pd.read_parquet(store_root / "pool" / "manifest.parquet")
     pool["confidence"] = [0.5 if i == 1 else 0.95 for i in range(len(pool))]  # pool[1] is outdoor, unsure
     pool.to_parquet(store_root / "pool" / "manifest.parquet")
+    with pytest.raises(InputError, match="missing columns.*domain"):
+        domain_depth_prior(store)  # the test store's labelled manifest has no domain / depth_median
     off = pseudo_label_pool(cfg, store, model_file, "pseudo/off", "stage1", progress=False)
     assert (off["scale_factor"] == 1.0).all()
     m0 = float(np.exp(np.log(off["median_depth_m"]).mean()))

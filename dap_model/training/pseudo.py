@@ -70,6 +70,9 @@ def domain_depth_prior(store) -> dict[str, tuple[float, float]]:
     if not store.exists(LABELED_MANIFEST):
         raise InputError(f"{store.uri(LABELED_MANIFEST)}: no labelled manifest (materialise labeled_panoramas first)")
     m = pd.read_parquet(store.fetch(LABELED_MANIFEST))
+    missing = [c for c in ("split", "domain", "depth_median") if c not in m.columns]
+    if missing:
+        raise InputError(f"{store.uri(LABELED_MANIFEST)}: missing columns {missing} (needed by curation.domain_scale)")
     m = m[(m["split"] == "train") & (m["depth_median"] > 0)]
     prior = {}
     for domain, g in m.groupby("domain", sort=True):
