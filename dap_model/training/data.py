@@ -121,8 +121,9 @@ def augment(
     rgb: np.ndarray, depth: np.ndarray, rng: np.random.Generator, aug: Augment
 ) -> tuple[np.ndarray, np.ndarray]:
     """rgb [H,W,3] float32, depth [H,W] float32. Roll (yaw) and flip act on both identically;
-    sky replacement, colour jitter and the appearance shift (in that order) on rgb only. Every draw is made whatever the
-    probabilities, so a sample's augmentation depends only on its generator."""
+    sky replacement, colour jitter and the appearance shift (in that order) on rgb only. Every
+    draw is made whatever the probabilities, so a sample's augmentation depends only on its
+    generator."""
     u_roll, u_flip, u_jit = rng.random(3)
     shift = int(rng.integers(0, rgb.shape[1]))
     if u_roll < aug.roll_prob:
