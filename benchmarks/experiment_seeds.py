@@ -8,6 +8,8 @@ too. The spread is the noise floor every stage-vs-stage difference is read again
         [--name steps440]       suffix of the result file when the overrides differ from the experiment's
         [--truth-labels]        the stage's pseudo-labels replaced by the pool's withheld true depth
                                 (a ceiling: the loop with perfect labels; measurement only)
+        [--pseudo-from stage1]  stage 3 on the stage-1 pseudo-labels of the whole pool (no compounding
+                                through stage 2)
 
 Writes benchmarks/results/seeds_<experiment>_<stage>[_<name>].json; each training is a run in the stage
 experiment's MLflow db (tag `dap.experiment_arm` = `seed<N>`)."""
@@ -71,6 +73,7 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, nargs="+", required=True)
     ap.add_argument("--name", default="", help="suffix of the result file and store copies (e.g. steps440)")
     ap.add_argument("--truth-labels", action="store_true", help="train on the pool's true depth instead of its pseudo-labels")
+    ap.add_argument("--pseudo-from", choices=["stage1"], help="stage 3 trains on this stage's pseudo-labels of the pool")
     args = ap.parse_args()
     project = ROOT / ".cache" / "experiment_stages" / args.experiment
     source = project / args.store
@@ -97,6 +100,11 @@ def main() -> int:
             shutil.rmtree(root)
         shutil.copytree(source, root, ignore=shutil.ignore_patterns("models"))
         store = LocalStore(root)
+        if args.pseudo_from:
+            if args.stage != "stage3":
+                raise SystemExit("--pseudo-from applies to stage3 (whose input is pseudo/stage2)")
+            shutil.rmtree(root / "pseudo" / "stage2")
+            shutil.copytree(root / "pseudo" / args.pseudo_from, root / "pseudo" / "stage2")
         if args.truth_labels:
             print(f"{args.stage}: {truth_labels(cfg, store, args.stage)} pseudo-labels replaced by the true depth", flush=True)
         setup_mlflow(cfg.mlflow)
