@@ -103,7 +103,7 @@ def main() -> int:
         if args.pseudo_from:
             if args.stage != "stage3":
                 raise SystemExit("--pseudo-from applies to stage3 (whose input is pseudo/stage2)")
-            shutil.rmtree(root / "pseudo" / "stage2")
+            shutil.rmtree(root / "pseudo" / "stage2", ignore_errors=True)
             shutil.copytree(root / "pseudo" / args.pseudo_from, root / "pseudo" / "stage2")
         if args.truth_labels:
             print(f"{args.stage}: {truth_labels(cfg, store, args.stage)} pseudo-labels replaced by the true depth", flush=True)
