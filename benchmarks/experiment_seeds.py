@@ -37,14 +37,11 @@ def truth_labels(cfg, store, stage: str) -> int:
     import torch
 
     from dap_model.data.shards import Sample, ShardWriter
-    from dap_model.training.data import clean_depth, decode_raw, read_raw
-    from dap_model.training.stages import manifest_shard_keys, split_shard_keys, stage_spec
+    from dap_model.training.curation import withheld_ground_truth
+    from dap_model.training.data import decode_raw, read_raw
+    from dap_model.training.stages import manifest_shard_keys, stage_spec
 
-    gt = {}
-    for prefix in cfg.curation.gt_prefixes:
-        for k in split_shard_keys(store, prefix):
-            for key, parts in read_raw(Path(store.fetch(k))):
-                gt[key] = clean_depth(decode_raw(key, parts, k)[1])
+    gt = {key: depth for key, (_, depth) in withheld_ground_truth(cfg, store).items()}
     n = 0
     for k in manifest_shard_keys(store, stage_spec(stage).pseudo_prefix):
         path = Path(store.fetch(k))

@@ -171,10 +171,9 @@ def score_pseudo_labels(cfg: DapConfig, disc, store, pseudo_prefix: str) -> pd.D
     return pd.DataFrame(out, columns=["key", "shard", "domain", "source", "score"])
 
 
-def pseudo_label_errors(cfg: DapConfig, store, pseudo_prefix: str) -> pd.DataFrame:
-    """True error of each pseudo-label that has withheld ground truth (`curation.gt_prefixes`):
-    key, gt_prefix, abs_rel, rmse, delta1, abs_rel_aligned (after scaling by the median ratio: the
-    shape error alone). Empty when no ground truth is stored."""
+def withheld_ground_truth(cfg: DapConfig, store) -> dict[str, tuple[str, np.ndarray]]:
+    """key -> (gt prefix, depth [H,W] with invalid = 0) for every pool sample whose depth is kept
+    aside under `curation.gt_prefixes` (measurement only, never training)."""
     gt: dict[str, tuple[str, np.ndarray]] = {}
     for prefix in cfg.curation.gt_prefixes:
         for k in split_shard_keys(store, prefix):
@@ -182,6 +181,14 @@ def pseudo_label_errors(cfg: DapConfig, store, pseudo_prefix: str) -> pd.DataFra
                 _, depth, _ = decode_raw(key, parts, k)
                 if depth is not None:
                     gt[key] = (prefix, clean_depth(depth))
+    return gt
+
+
+def pseudo_label_errors(cfg: DapConfig, store, pseudo_prefix: str) -> pd.DataFrame:
+    """True error of each pseudo-label that has withheld ground truth (`curation.gt_prefixes`):
+    key, gt_prefix, abs_rel, rmse, delta1, abs_rel_aligned (after scaling by the median ratio: the
+    shape error alone). Empty when no ground truth is stored."""
+    gt = withheld_ground_truth(cfg, store)
     rows = []
     if gt:
         paths = fetch_all(store, manifest_shard_keys(store, pseudo_prefix))

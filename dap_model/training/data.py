@@ -112,6 +112,7 @@ def sky_replace(rgb: np.ndarray, depth: np.ndarray, rng: np.random.Generator) ->
     t = np.clip(np.sin(elev), 0.0, 1.0) ** curve  # [H]
     col = horizon[None] * (1 - t[:, None]) + zenith[None] * t[:, None]  # [H,3]
     col = np.where((elev < 0)[:, None], horizon[None] * below, col)
+    # 8 cells around the yaw circle plus the first one again, so the noise joins at the seam
     clouds = cv2.resize(np.concatenate([grid, grid[:, :1]], axis=1), (w + w // 8, h), interpolation=cv2.INTER_CUBIC)[:, :w]  # [H,W]
     paint = np.clip(col[:, None, :] + amp * clouds[..., None], 0.0, 1.0)  # [H,W,3]
     return np.where(sky[..., None], paint, rgb).astype(np.float32)
