@@ -78,6 +78,10 @@ class SimConfig(Section):
     seed: int = Field(0, ge=0)
     style: Literal["labeled", "web"] = Field("labeled", description="appearance of the rendered set")
     shadows: bool = Field(True, description="sun shadows outdoors (one shadow ray per lit pixel)")
+    weather: Literal["clear", "varied"] = Field(
+        "clear", description="labelled style's sky and light: clear = one clear midday sky; varied = time of day "
+        "(sun 3-70 deg), overcast, sky colour and haze drawn per scene (AirSim's weather / time-of-day settings)"
+    )
     max_depth_m: float = Field(
         1000.0, gt=0, le=100000, description="depth sensor range: farther surfaces are stored as 0 (invalid)"
     )

@@ -128,6 +128,43 @@ def test_styles_share_geometry_but_not_look():
         render(scene, pos, height=32, style="cartoon")
 
 
+def test_varied_weather_changes_light_not_geometry_or_materials(tmp_path):
+    from dap_model.sim import shading
+
+    looks = [(shading.make_look(make_scene(k, s), "labeled"), shading.make_look(make_scene(k, s), "labeled", weather="varied"))
+             for k in ("city", "rural") for s in range(20)]
+    for clear, varied in looks:  # palette draws unchanged, only the daylight differs
+        torch.testing.assert_close(clear.c1, varied.c1)
+        torch.testing.assert_close(clear.c2, varied.c2)
+    elev = np.degrees([math.asin(float(v.sun_dir[1])) for _, v in looks])
+    zen = torch.stack([v.zenith for _, v in looks])
+    clear_zen = torch.stack([c.zenith for c, _ in looks])
+    assert elev.min() < 15 and elev.max() > 50  # clear weather: 25-65 deg
+    assert float(clear_zen.std(0).max()) == 0 and float(zen.std(0).min()) > 0.02
+    overcast = [v for _, v in looks if float(v.zenith[0] / v.zenith[2]) > 0.8]  # grey, not blue
+    assert 0 < len(overcast) < len(looks)
+    again = shading.make_look(make_scene("city", 3), "labeled", weather="varied")
+    torch.testing.assert_close(again.zenith, looks[3][1].zenith)
+    scene = make_scene("city", 3)
+    pos = trajectory(scene, 1, 0)[0]
+    rgb_c, d_c = render(scene, pos, height=32, style="labeled")
+    rgb_v, d_v = render(scene, pos, height=32, style="labeled", look=looks[3][1])
+    np.testing.assert_array_equal(d_c, d_v)
+    assert np.abs(rgb_c.astype(int) - rgb_v.astype(int)).mean() > 3
+    with pytest.raises(InputError, match="labelled style"):
+        shading.make_look(scene, "web", weather="varied")
+    args = ["simulate", "--scenes", "1", "--frames", "1", "--height", "16", "--kind", "outdoor", "--profile", "test"]
+    assert dap_main(args + ["--out", str(tmp_path / "c")]) == 0
+    assert dap_main(args + ["--out", str(tmp_path / "v"), "--weather", "varied"]) == 0
+    (seq,) = [p.name for p in (tmp_path / "v").iterdir() if p.is_dir()]
+    assert json.loads((tmp_path / "v" / seq / "meta.json").read_text())["weather"] == "varied"
+    np.testing.assert_array_equal(np.load(tmp_path / "c" / seq / "erp_distance_0.npy"),
+                                  np.load(tmp_path / "v" / seq / "erp_distance_0.npy"))
+    assert (tmp_path / "c" / seq / "panorama_0.png").read_bytes() != (tmp_path / "v" / seq / "panorama_0.png").read_bytes()
+    with pytest.raises(InputError, match="weather"):
+        shading.make_look(scene, "labeled", weather="stormy")
+
+
 def test_scenes_trajectories_and_sequences():
     for kind in KINDS:
         s = make_scene(kind, 3)

@@ -19,6 +19,7 @@ _FLAGS = {  # CLI flag dest → SimConfig knob
     "camera_height": "sim.camera_height_m",
     "seed": "sim.seed",
     "style": "sim.style",
+    "weather": "sim.weather",
 }
 
 
@@ -34,6 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="calibration camera height above the ground, metres (sim.camera_height_m)")
     p.add_argument("--seed", type=int, default=None, help="base seed (sim.seed)")
     p.add_argument("--style", choices=["labeled", "web"], default=None, help="appearance (sim.style)")
+    p.add_argument("--weather", choices=["clear", "varied"], default=None,
+                   help="labelled style: one clear sky, or time of day / overcast / haze per scene (sim.weather)")
     add_config_arguments(p)
 
 

@@ -86,12 +86,12 @@ def render_plan(plan: SequencePlan, sim: SimConfig) -> tuple[str, list[tuple[str
     with _threads(sim.threads):
         scene, frames = render_sequence(
             plan.kind, plan.seed, sim.frames_per_scene, sim.height, sim.style,
-            shadows=sim.shadows, max_depth_m=sim.max_depth_m,
+            shadows=sim.shadows, max_depth_m=sim.max_depth_m, weather=sim.weather,
             camera_height_m=sim.camera_height_m if sim.scene == "calibration" else None,
         )
     meta = {
         "sequence": plan.name, "kind": scene.kind, "domain": scene.domain, "seed": plan.seed,
-        "style": sim.style, "height": sim.height, "width": 2 * sim.height,
+        "style": sim.style, "weather": sim.weather, "height": sim.height, "width": 2 * sim.height,
         "depth": "euclidean ray distance, metres, float32; 0 = invalid (sky or beyond range)",
         "max_depth_m": sim.max_depth_m,
         "frames": [

@@ -135,13 +135,14 @@ def render_sequence(
     max_depth_m: float = 1000.0,
     camera_height_m: float | None = None,
     scene: Scene | None = None,
+    weather: str = "clear",
 ) -> tuple[Scene, list[Frame]]:
     """One flight through `make_scene(kind, seed)` → (scene, frames).
 
     shake_deg = 0: gravity-aligned, heading fixed (the labelled set); > 0: random yaw drift and
     pitch/roll wobble of that standard deviation (web-style footage)."""
     scene = scene or make_scene(kind, seed)
-    look = shading.make_look(scene, style, shadows)
+    look = shading.make_look(scene, style, shadows, weather)
     positions = trajectory(scene, n_frames, seed, height_m=camera_height_m)
     rots = shaky_rotations(n_frames, derive_seed(scene.seed, seed), shake_deg) if shake_deg > 0 else [np.eye(3)] * n_frames
     frames = []

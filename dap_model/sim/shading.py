@@ -2,7 +2,8 @@
 tone mapping and (web style) camera artefacts.
 
 Two styles share the geometry but not the look:
-- `labeled`: AirSim-like clean renders — daylight sun, clear skies, neutral exposure, no noise.
+- `labeled`: AirSim-like clean renders — daylight sun, clear skies, neutral exposure, no noise;
+  with weather `varied`, time of day, overcast and haze per scene (still clean: no camera artefacts).
 - `web`: consumer 360-camera look — other palettes (shifted hues, stronger saturation), low sun
   or overcast, haze, random exposure and white balance, contrast curve, sensor noise, JPEG.
 Colours are linear RGB in [0, 1] until tone mapping."""
@@ -95,9 +96,18 @@ class Look:
     tex_seed: int
 
 
-def make_look(scene: Scene, style: str, shadows: bool = True) -> Look:
+WEATHERS = ("clear", "varied")
+
+
+def make_look(scene: Scene, style: str, shadows: bool = True, weather: str = "clear") -> Look:
+    """weather (labelled style only): `clear` = one clear midday sky for every scene; `varied` =
+    time of day, overcast and haze drawn per scene from their own stream (palette draws unchanged)."""
     if style not in STYLES:
         raise InputError(f"style {style!r}: expected one of {', '.join(STYLES)}")
+    if weather not in WEATHERS:
+        raise InputError(f"weather {weather!r}: expected one of {', '.join(WEATHERS)}")
+    if weather != "clear" and style == "web":
+        raise InputError(f"weather {weather!r} applies to the labelled style; the web style draws its own")
     rng = np.random.default_rng(derive_seed("look", scene.kind, scene.seed, style))
     web = style == "web"
     c1, c2 = [], []
@@ -131,6 +141,9 @@ def make_look(scene: Scene, style: str, shadows: bool = True) -> Look:
         exposure = 1.0
         lamp_rgb = np.array([1.0, 0.92, 0.8]) * 2.2
         clouds = rng.uniform(0.0, 0.5)
+        if weather == "varied":
+            elev, sun_rgb, zenith, horizon, amb, fog_m, exposure, clouds = _weather(
+                np.random.default_rng(derive_seed("weather", scene.kind, scene.seed)))
     az = rng.uniform(0, 2 * math.pi)
     sun = np.array([math.cos(elev) * math.sin(az), math.sin(elev), math.cos(elev) * math.cos(az)])
     if not outdoor:
@@ -146,6 +159,30 @@ def make_look(scene: Scene, style: str, shadows: bool = True) -> Look:
         exposure=float(exposure), shadows=bool(shadows and outdoor),
         tex_seed=derive_seed("tex", scene.seed) % 100003,
     )
+
+
+def _weather(rng: np.random.Generator) -> tuple:
+    """Daylight of one labelled scene: (sun elevation rad, sun rgb, zenith, horizon, ambient, fog
+    metres, exposure, cloud cover). Low sun is dimmer and warmer, with a warm horizon; overcast
+    skies are grey, cloudy and lit mostly by the ambient term."""
+    elev_deg = rng.uniform(3, 70)
+    low = math.exp(-elev_deg / 15)  # 0.01 at 70 deg, 0.8 at 3 deg
+    sun_rgb = (np.array([1.0, 0.96 - 0.36 * low, 0.9 - 0.55 * low]) * rng.uniform(2.2, 3.0)
+               * (0.45 + 0.55 * min(1.0, elev_deg / 35)))
+    zenith = np.array(_srgb(int(rng.integers(40, 110)), int(rng.integers(90, 150)), int(rng.integers(170, 235))))
+    horizon = (np.array(_srgb(185, 208, 232)) * (1 - low) + np.array(_srgb(250, 185, 135)) * low) * rng.uniform(0.85, 1.1)
+    amb = np.array([0.42, 0.48, 0.6]) * rng.uniform(0.8, 1.15)
+    clouds = rng.uniform(0.0, 0.8)
+    if rng.random() < 0.3:  # overcast
+        g = int(rng.integers(120, 200))
+        sun_rgb = sun_rgb * rng.uniform(0.1, 0.3)
+        zenith = np.array(_srgb(g - 10, g - 5, g + 5))
+        horizon = np.array(_srgb(g + 25, g + 25, g + 30))
+        amb = np.array([0.6, 0.62, 0.66]) * rng.uniform(1.1, 1.6)
+        clouds = rng.uniform(0.7, 1.0)
+    fog_m = math.exp(rng.uniform(math.log(300), math.log(2500)))
+    exposure = rng.uniform(0.8, 1.3)
+    return math.radians(elev_deg), sun_rgb, zenith, horizon, amb, fog_m, exposure, clouds
 
 
 # ----------------------------------------------------------------------------- noise
