@@ -396,9 +396,10 @@ class CurationConfig(Section):
     disc_fake: Literal["labeled_pred", "pool", "both"] = Field(
         "both", description="fakes: stage-1 predictions on labelled images, on pool images, or both"
     )
-    domain_scale: Literal["off", "rescale"] = Field(
-        "off", description="rescale = a pseudo-label whose median depth fits another domain of the labelled set better "
-        "than its tagged one is rescaled to the tagged domain's (geometric) mean median depth"
+    domain_scale: Literal["off", "rescale", "drop"] = Field(
+        "off", description="a pseudo-label whose median depth fits another domain of the labelled set better than its "
+        "tagged one (labeler and tagger disagree): rescale = moved to the tagged domain's geometric mean median "
+        "depth; drop = left out of the pseudo-labels (listed in excluded.parquet)"
     )
     domain_scale_min_confidence: float = Field(
         0.8, ge=0, le=1, description="domain_scale acts only on pool samples tagged with at least this confidence"

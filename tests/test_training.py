@@ -338,7 +338,7 @@ def test_aligned_pseudo_labels_make_training_blind_to_their_global_scale(store_r
         assert diff > 1e-5
 
 
-def test_domain_scale_rescales_only_pseudo_labels_that_fit_the_other_domain(store_root, tmp_path, monkeypatch):
+def test_domain_scale_rescales_or_drops_only_pseudo_labels_that_fit_the_other_domain(store_root, tmp_path, monkeypatch):
     import pandas as pd
 
     from dap_model.data.shards import iter_shards
@@ -391,3 +391,17 @@ def test_domain_scale_rescales_only_pseudo_labels_that_fit_the_other_domain(stor
     b = {s.key: s.depth for s in iter_shards(sorted((store_root / "pseudo" / "on").glob("*.tar")))}
     for key in a:
         np.testing.assert_allclose(b[key], a[key] * on.loc[key, "scale_factor"], rtol=1e-5)
+
+    drop_cfg = load_config("test", ["model.mask_threshold=1e-6", "curation.pseudo_views=1", "curation.domain_scale=drop"])
+    kept = pseudo_label_pool(drop_cfg, store, model_file, "pseudo/on", "stage1", progress=False)
+    dropped = set(on.index[on["scale_factor"] != 1.0])
+    assert dropped and set(kept["key"]) == set(off.index) - dropped and kept.attrs["excluded"] == len(dropped)
+    assert (kept["scale_factor"] == 1.0).all()
+    ex = pd.read_parquet(store_root / "pseudo" / "on" / "excluded.parquet")
+    assert set(ex["key"]) == dropped and ex["reason"].str.contains("tagged outdoor").all()
+    c = {s.key: s.depth for s in iter_shards(sorted((store_root / "pseudo" / "on").glob("*.tar")))}
+    assert set(c) == set(kept["key"])  # the rescale run's shards are gone, not mixed in
+    for key in c:
+        np.testing.assert_array_equal(c[key], a[key])
+    pseudo_label_pool(cfg, store, model_file, "pseudo/on", "stage1", progress=False)
+    assert not (store_root / "pseudo" / "on" / "excluded.parquet").exists()  # stale list removed with the mode

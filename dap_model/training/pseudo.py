@@ -4,8 +4,10 @@ written as shards (rgb + pseudo depth) under `pseudo/<name>/` with a manifest.
 Pool (issue 5): `pool/manifest.parquet` with columns `key, shard, domain, source` (and the tag's
 `confidence`, optional); `shard` is a store key, or a shard name under `pool/`.
 
-`curation.domain_scale=rescale` checks each pseudo-label's median depth against the labelled
-set's per-domain depth prior and rescales the ones that fit the other domain (`scale_factor`)."""
+`curation.domain_scale` checks each pseudo-label's median depth against the labelled set's
+per-domain depth prior: `rescale` moves the ones that fit the other domain (`scale_factor`),
+`drop` leaves them out (`excluded.parquet` beside the manifest: key, domain, source, confidence,
+median_depth_m, reason)."""
 
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ POOL_MANIFEST = "pool/manifest.parquet"
 POOL_COLUMNS = ("key", "shard", "domain", "source")
 PSEUDO_COLUMNS = ["key", "shard", "domain", "source", "pool_shard", "valid_fraction", "median_depth_m", "scale_factor"]
 LABELED_MANIFEST = "labeled/manifest.parquet"
+EXCLUDED_NAME = "excluded.parquet"
+EXCLUDED_COLUMNS = ["key", "domain", "source", "confidence", "median_depth_m", "reason"]
 
 
 def read_pool_manifest(store) -> pd.DataFrame:
@@ -114,7 +118,8 @@ def replace_prefix(store, prefix: str, local_dir: Path, keep: set[str]) -> None:
 def pseudo_label_pool(
     cfg: DapConfig, store, model_path: str | Path, out_prefix: str, stage: str, progress: bool = True
 ) -> pd.DataFrame:
-    """Label the whole pool with the model at `model_path`; returns the manifest (PSEUDO_COLUMNS)."""
+    """Label the whole pool with the model at `model_path`; returns the manifest (PSEUDO_COLUMNS) of
+    the samples written, with `attrs["excluded"]` = how many `domain_scale=drop` left out."""
     from dap_model.accel import apply_cpu_threads
     from dap_model.models import load_model
 
@@ -123,8 +128,9 @@ def pseudo_label_pool(
     model = load_model(model_path, map_location=device).eval()
     pool = read_pool_manifest(store)
     cc = cfg.curation
-    prior = domain_depth_prior(store) if cc.domain_scale == "rescale" else {}
+    prior = domain_depth_prior(store) if cc.domain_scale != "off" else {}
     rows: list[dict] = []
+    excluded: list[dict] = []
     bs = cfg.train.eval_batch_size
     with tempfile.TemporaryDirectory() as tmp:
         tmp_dir = Path(tmp)
@@ -144,6 +150,13 @@ def pseudo_label_pool(
                 factor = 1.0
                 if prior and float(row.get("confidence", 1.0)) >= cc.domain_scale_min_confidence:
                     factor = domain_scale_factor(median, str(row["domain"]), prior)
+                if factor != 1.0 and cc.domain_scale == "drop":
+                    excluded.append({
+                        "key": row["key"], "domain": row["domain"], "source": row["source"],
+                        "confidence": float(row.get("confidence", 1.0)), "median_depth_m": median,
+                        "reason": f"median depth {median:.3g} m fits another domain's depth prior better than "
+                                  f"the tagged {row['domain']}"})
+                    continue
                 meta = {"domain": row["domain"], "source": row["source"], "pool_shard": row["shard"], "stage": stage,
                         "scale_factor": factor}
                 shard = writer.write(Sample(row["key"], rgb, (depth * factor).astype(np.float32), meta=meta))
@@ -163,7 +176,15 @@ def pseudo_label_pool(
             flush()
         shards = writer.close()
         manifest = pd.DataFrame(rows, columns=PSEUDO_COLUMNS)
+        if manifest.empty and excluded:
+            raise InputError(f"{store.uri(POOL_MANIFEST)}: curation.domain_scale=drop left none of the "
+                             f"{len(excluded)} pseudo-labels (labeler and tags disagree on every one)")
         manifest.to_parquet(tmp_dir / "manifest.parquet", index=False)
+        keep = set(shards) | {"manifest.parquet", RESOLVED_CONFIG_NAME}
+        if cc.domain_scale == "drop":
+            pd.DataFrame(excluded, columns=EXCLUDED_COLUMNS).to_parquet(tmp_dir / EXCLUDED_NAME, index=False)
+            keep.add(EXCLUDED_NAME)
         write_resolved_config(cfg, tmp_dir)
-        replace_prefix(store, out_prefix, tmp_dir, set(shards) | {"manifest.parquet", RESOLVED_CONFIG_NAME})
+        replace_prefix(store, out_prefix, tmp_dir, keep)
+    manifest.attrs["excluded"] = len(excluded)
     return manifest
