@@ -24,7 +24,7 @@ def _path_or_uri(store, key: str) -> str:
     return str(store.path(key)) if hasattr(store, "path") else store.uri(key)
 
 
-@asset(group_name="labeled", retry_policy=transient_retry_policy(), code_version="sim-1")
+@asset(group_name="labeled", retry_policy=transient_retry_policy(), code_version="sim-2")
 def airsim360_scenes(context: AssetExecutionContext, dap: DapConfigResource, storage: StorageResource) -> MaterializeResult:
     """Procedural AirSim360-style sequences (RGB + Euclidean depth) in the data store under `airsim360/`."""
     cfg, store = dap.get(), storage.store()
