@@ -1,139 +1,192 @@
-"""Materialise every asset of the code location, in dependency order, into the Dagster instance
-at $DAGSTER_HOME (so that the runs appear in `dagster dev`). `make run` calls this.
+"""One pipeline execution: the code location's jobs launched as Dagster runs into the instance at
+$DAGSTER_HOME, in order, every run tagged with one `dap.pipeline_run` id. `make run` calls this.
 
-    python -m dap_assets.pipeline [--profile tiny] [--set KEY=VALUE ...] [--select KEY ...]
+    python -m dap_assets.pipeline [--profile tiny] [--set KEY=VALUE ...] [--log-level warning]
 
-Unpartitioned assets run together until a partitioned asset is reached; a dynamically
-partitioned asset runs once per partition (the partitions are added first by evaluating the
-code location's sensors, as the daemon would); a failed partition is reported and the others
-go on. Prints the time per asset and where the results are."""
+`ingest` runs first; new manifest rows become `web_videos` partitions through the function the
+new-video sensor uses, and `web_video_ingest` runs once per video (a failed video is reported and
+the others go on); `weekly_retrain` (the scheduled job) runs last. Each job runs with its own
+executor, retries and tags, exactly as the daemon would launch it. The console gets one line per
+asset (time, key figures); Dagster's own event stream is shown at `--log-level` (default warning)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import threading
 import time
+import uuid
 from pathlib import Path
 
 from dap_model.config import load_config, project_dir
+from dap_model.training.tracking import PIPELINE_TAG
+
+LOCATION_MODULE = "dap_assets.definitions"
+FIGURES_PER_LINE = 4
 
 
-def _sensor_partition_requests(defs, instance, resources: dict) -> int:
-    """Evaluate every sensor once and apply its dynamic-partition requests; return how many
-    partitions were added."""
-    from dagster import AddDynamicPartitionsRequest, build_sensor_context
-
-    added = 0
-    repo = defs.get_repository_def()
-    for sensor in repo.sensor_defs:
-        with build_sensor_context(
-            instance=instance, definitions=defs, sensor_name=sensor.name, resources=resources
-        ) as ctx:
-            result = sensor(ctx)
-        for req in getattr(result, "dynamic_partitions_requests", None) or []:
-            if isinstance(req, AddDynamicPartitionsRequest) and req.partition_keys:
-                existing = set(instance.get_dynamic_partitions(req.partitions_def_name))
-                new = [k for k in req.partition_keys if k not in existing]
-                if new:
-                    instance.add_dynamic_partitions(req.partitions_def_name, new)
-                    added += len(new)
-    return added
+def _figures(metadata: dict) -> str:
+    """`k=v` for the first few numeric metadata entries of a materialisation."""
+    out = []
+    for k, v in metadata.items():
+        value = getattr(v, "value", v)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        out.append(f"{k}={value:.4g}" if isinstance(value, float) else f"{k}={value}")
+        if len(out) == FIGURES_PER_LINE:
+            break
+    return " ".join(out)
 
 
-def _plan(defs, select: list[str] | None):
-    """Asset keys in topological order, grouped into runs: (partitions_def | None, [keys])."""
-    from dagster import AssetKey
+class _Follower:
+    """Prints a line per finished step of one run while it executes (polls the event log)."""
 
-    graph = defs.resolve_asset_graph()
-    order = graph.toposorted_asset_keys
-    materializable = [k for k in order if graph.get(k).is_materializable]
-    if select:
-        wanted = {AssetKey.from_user_string(s) for s in select}
-        unknown = wanted - set(materializable)
-        if unknown:
-            raise SystemExit(f"unknown asset(s): {', '.join(k.to_user_string() for k in unknown)}")
-        materializable = [k for k in materializable if k in wanted]
-    groups: list[tuple[object, list]] = []
-    for key in materializable:
-        pdef = graph.get(key).partitions_def
-        if groups and groups[-1][0] is None and pdef is None:
-            groups[-1][1].append(key)
-        elif groups and pdef is not None and groups[-1][0] == pdef:
-            groups[-1][1].append(key)
+    def __init__(self, instance, t0: float):
+        self.instance, self.t0 = instance, t0
+
+    def follow(self, run_id_box: list, done: threading.Event, label: str) -> list[str]:
+        from dagster import DagsterEventType
+
+        kinds = {DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE,
+                 DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_CHECK_EVALUATION}
+        seen, figures, failed = 0, {}, []
+        while True:
+            finished = done.wait(1.0)
+            if not run_id_box:
+                if finished:
+                    return failed
+                continue
+            entries = self.instance.all_logs(run_id_box[0], of_type=kinds)
+            for entry in entries[seen:]:
+                ev = entry.dagster_event
+                step = ev.step_key or ""
+                if ev.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+                    figures[step] = _figures(ev.event_specific_data.materialization.metadata)
+                elif ev.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
+                    check = ev.event_specific_data
+                    if not check.passed:
+                        print(f"{self._clock()}   check {check.check_name} on "
+                              f"{check.asset_key.to_user_string()}: {check.severity.value}", flush=True)
+                else:
+                    ok = ev.event_type == DagsterEventType.STEP_SUCCESS
+                    if not ok:
+                        failed.append(step)
+                    if ok and step not in figures:
+                        continue  # a check-only step
+                    secs = (ev.event_specific_data.duration_ms or 0) / 1000 if ok else float("nan")
+                    name = step + (f" [{label}]" if label else "")
+                    status = f"{secs:7.1f} s" if ok else " FAILED  "
+                    print(f"{self._clock()} {name:<42} {status}  {figures.get(step, '')}", flush=True)
+            seen = len(entries)
+            if finished:
+                return failed
+
+    def _clock(self) -> str:
+        s = int(time.perf_counter() - self.t0)
+        return f"[{s // 60:3d}:{s % 60:02d}]"
+
+
+def _run_job(recon_repo, instance, name: str, run_config: dict, tags: dict, follower: _Follower,
+             partition_key: str | None = None) -> tuple[bool, str]:
+    """Execute one job (its executor, retries, tags) and follow it; (success, run id)."""
+    from dagster import execute_job
+
+    job_def = recon_repo.get_definition().get_job(name)
+    run_tags = dict(tags)
+    if partition_key is not None:
+        run_tags.update(job_def.get_tags_for_partition_key(partition_key, selected_asset_keys=None))
+    box: list[str] = []
+    done = threading.Event()
+    result: dict = {}
+
+    def target() -> None:
+        try:
+            with execute_job(recon_repo.get_reconstructable_job(name), instance=instance,
+                             run_config=run_config, tags=run_tags) as res:
+                result["success"], result["run_id"] = res.success, res.run_id
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    # the run id exists once the run is created: find it by the tags of this launch
+    from dagster import RunsFilter
+
+    while not box and not done.is_set():
+        runs = instance.get_runs(RunsFilter(job_name=name, tags={PIPELINE_TAG: tags[PIPELINE_TAG],
+                                                                  **({"dagster/partition": partition_key}
+                                                                     if partition_key else {})}), limit=1)
+        if runs:
+            box.append(runs[0].run_id)
         else:
-            groups.append((pdef, [key]))
-    return groups
+            time.sleep(0.2)
+    if not box:
+        box.append(result.get("run_id", ""))
+    follower.follow(box, done, partition_key or "")
+    worker.join()
+    return bool(result.get("success")), result.get("run_id", box[0])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dap_assets.pipeline", description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default=None)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--select", action="append", default=[], help="only these asset keys")
+    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
+                        help="Dagster's event stream on the console (default: warning)")
     args = parser.parse_args(argv)
 
-    if args.profile:
-        os.environ["DAP_PROFILE"] = args.profile
     cfg = load_config(args.profile, args.overrides)  # fail fast on a bad knob
+    os.environ["DAP_PROFILE"] = cfg.profile
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(project_dir() / ".dagster")))
     home.mkdir(parents=True, exist_ok=True)
 
-    from dagster import AssetSelection, DagsterInstance, materialize
+    from dagster import DagsterInstance
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
 
-    from dap_assets.definitions import defs
-    from dap_assets.resources import default_resources
+    from dap_assets.assets.automation import ingest_job, retrain_job, web_video_job
+    from dap_assets.assets.web import new_video_partitions, WEB_VIDEOS
+    from dap_model.storage import open_store
 
-    resources = default_resources(profile=cfg.profile, overrides=list(args.overrides))
-    all_assets = list(defs.assets or []) + list(defs.asset_checks or [])
-    instance = DagsterInstance.get()
-    groups = _plan(defs, args.select or None)
-    if not groups:
-        print("no assets are defined yet: nothing to materialise")
-    timings: list[tuple[str, float, str]] = []
+    pipeline_run = uuid.uuid4().hex[:16]
+    tags = {PIPELINE_TAG: pipeline_run, "dap.profile": cfg.profile, "dap.launched_by": "make run"}
+    run_config = {
+        "resources": {"dap": {"config": {"profile": cfg.profile, "overrides": list(args.overrides)}}},
+        "loggers": {"console": {"config": {"log_level": args.log_level.upper()}}},
+    }
+    recon_repo = ReconstructableRepository.for_module(LOCATION_MODULE, "defs", working_directory=str(project_dir()))
+    t0 = time.perf_counter()
+    follower = _Follower(None, t0)
+    print(f"pipeline run {pipeline_run} (profile {cfg.profile}), Dagster instance {home}", flush=True)
     failures: list[str] = []
-    for pdef, keys in groups:
-        names = ", ".join(k.to_user_string() for k in keys)
-        if pdef is None:
-            partition_keys: list[str | None] = [None]
-        else:
-            _sensor_partition_requests(defs, instance, resources)
-            partition_keys = list(pdef.get_partition_keys(dynamic_partitions_store=instance))
-            if not partition_keys:
-                print(f"[{names}] no partitions: skipped")
-                continue
-        for pk in partition_keys:
-            label = f"{names}" + (f" [{pk}]" if pk else "")
-            print(f"materialising {label} ...", flush=True)
-            t0 = time.perf_counter()
-            result = materialize(
-                all_assets,
-                selection=AssetSelection.assets(*keys),
-                instance=instance,
-                resources=resources,
-                partition_key=pk,
-                raise_on_error=False,
-                tags={"dap.profile": cfg.profile, "dap.launched_by": "make run"},
-            )
-            dt = time.perf_counter() - t0
-            status = "ok" if result.success else "FAILED"
-            timings.append((label, dt, status))
-            if not result.success:
-                failures.append(label)
-                print(f"  {label}: FAILED after {dt:.1f}s (run {result.run_id}); see the Dagster UI", flush=True)
-            else:
-                print(f"  {label}: ok in {dt:.1f}s", flush=True)
+    with DagsterInstance.get() as instance:
+        follower.instance = instance
+        ok, run_id = _run_job(recon_repo, instance, ingest_job.name, run_config, tags, follower)
+        if not ok:
+            print(f"{ingest_job.name} failed (Dagster run {run_id}); see the Dagster UI", flush=True)
+            return 1
+        new, _, reason = new_video_partitions(instance, cfg, open_store(cfg.storage))
+        if new:
+            instance.add_dynamic_partitions(WEB_VIDEOS.name, new)
+        videos = list(instance.get_dynamic_partitions(WEB_VIDEOS.name))
+        print(f"{follower._clock()} {len(videos)} web videos ({len(new)} new)" + (f": {reason}" if not videos else ""),
+              flush=True)
+        for vid in videos:
+            ok, run_id = _run_job(recon_repo, instance, web_video_job.name, run_config, tags, follower, vid)
+            if not ok:
+                failures.append(f"{web_video_job.name} [{vid}] (run {run_id})")
+        ok, run_id = _run_job(recon_repo, instance, retrain_job.name, run_config, tags, follower)
+        if not ok:
+            failures.append(f"{retrain_job.name} (run {run_id})")
 
-    print("\nTime per run:")
-    for label, dt, status in timings:
-        print(f"  {dt:8.1f} s  {status:6s} {label}")
+    elapsed = time.perf_counter() - t0
     pd = project_dir()
-    print(
-        f"\nResults:  data store {pd / cfg.storage.root if cfg.storage.backend == 'local' else cfg.storage.bucket}"
-        f", reports {pd / 'reports'}, Dagster instance {home}"
-        f"\nDagster UI:  make ui   (or: DAGSTER_HOME={home} .venv/bin/dagster dev -w workspace.yaml)"
-        f"\nMLflow UI:   .venv/bin/mlflow ui --backend-store-uri sqlite:///{pd / 'mlflow.db'} --host 127.0.0.1"
-    )
+    print(f"\n{'FAILED: ' + '; '.join(failures) if failures else 'every job succeeded'} "
+          f"in {elapsed / 60:.1f} min; pipeline run {pipeline_run}")
+    print(f"Results:    data store {pd / cfg.storage.root if cfg.storage.backend == 'local' else cfg.storage.bucket}"
+          f", reports {pd / 'reports'}"
+          f"\nDagster UI: make ui   (or: DAGSTER_HOME={home} .venv/bin/dagster dev -w workspace.yaml)"
+          f"\nMLflow:     runs tagged {PIPELINE_TAG}={pipeline_run}; .venv/bin/dap compare --pipeline-run {pipeline_run}")
     return 1 if failures else 0
 
 

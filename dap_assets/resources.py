@@ -11,6 +11,13 @@ from dagster import ConfigurableResource
 from dap_model.config import DapConfig, load_config
 from dap_model.storage import DataStore, open_store
 from dap_model.tracking import resolve_tracking_uri, setup_mlflow
+from dap_model.training.tracking import PIPELINE_TAG
+
+
+def pipeline_run_id(context) -> str:
+    """The pipeline execution a Dagster run belongs to: its `dap.pipeline_run` tag (one id shared
+    by every run that one `make run` launches), else the run's own id (a scheduled re-training)."""
+    return context.run.tags.get(PIPELINE_TAG) or context.run.run_id
 
 
 class DapConfigResource(ConfigurableResource):

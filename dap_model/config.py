@@ -508,27 +508,6 @@ class EvalConfig(Section):
     colour_max_m: float = Field(0.0, ge=0, description="depth mapped to the colormap's end; 0 = 99th percentile")
 
 
-class OpsConfig(Section):
-    """Orchestration: the re-training schedule, retries, GPU run requests (`dap_assets.automation`)."""
-
-    retrain_cron: str = Field("0 3 * * 1", description="weekly re-training schedule (cron, UTC by default)")
-    timezone: str = "UTC"
-    retrain_schedule_enabled: bool = Field(False, description="schedule starts running when the daemon loads it")
-    step_retries: int = Field(3, ge=0, description="retries of a download/S3 step after a transient failure")
-    step_retry_delay_s: float = Field(5.0, ge=0, description="first step retry delay; grows exponentially")
-    run_retries: int = Field(1, ge=0, description="run-level retries (tag dagster/max_retries; run_retries enabled)")
-    executor: Literal["multiprocess", "in_process", "k8s"] = Field(
-        "multiprocess", description="executor of the re-training job; k8s = one pod per step (Helm)"
-    )
-    gpu_pool: str = Field("gpu", description="Dagster concurrency pool of the GPU asset")
-    gpus_per_run: int = Field(1, ge=1, description="nvidia.com/gpu requested by the GPU asset's pod; torchrun nproc")
-    gpu_cpu_request: str = "8"
-    gpu_memory_request: str = "64Gi"
-    gpu_node_selector: dict[str, str] = Field(
-        default_factory=lambda: {"dap.io/node-pool": "gpu"}, description="Kubernetes nodeSelector of GPU runs"
-    )
-
-
 class DvcConfig(Section):
     """DVC (own virtualenv `.venv-dvc`, called through its CLI): data versions and the S3 remote."""
 
@@ -555,7 +534,6 @@ class DapConfig(Section):
     curation: CurationConfig = Field(default_factory=CurationConfig)
     distill: DistillConfig = Field(default_factory=DistillConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
-    ops: OpsConfig = Field(default_factory=OpsConfig)
     dvc: DvcConfig = Field(default_factory=DvcConfig)
 
     def digest(self) -> str:

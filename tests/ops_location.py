@@ -5,7 +5,7 @@ import json
 
 import dagster as dg
 
-from dap_assets.policies import GPU_POOL, transient_retry_policy
+from dap_assets.deployment import DEPLOYMENT, transient_retry_policy
 from dap_assets.resources import MlflowResource, StorageResource, default_resources
 from dap_model.versioning import store_hash
 
@@ -24,7 +24,7 @@ def ops_probe(context: dg.AssetExecutionContext, storage: StorageResource) -> dg
     )
 
 
-@dg.asset(group_name="ops", pool=GPU_POOL, deps=[ops_probe])
+@dg.asset(group_name="ops", pool=DEPLOYMENT.gpu_pool, deps=[ops_probe])
 def ops_gpu_probe() -> None:
     return None
 

@@ -1,51 +1,51 @@
-"""Automation: the weekly re-training job and its schedule.
+"""The pipeline's jobs and the weekly re-training schedule.
 
-The job selects by group (`training`, `curation`, `evaluation`) and by the DESIGN's asset keys
-(a key that does not exist yet selects nothing), so it keeps up with the graph as it grows. The
-new-video sensor lives with the web assets (`web.py`)."""
+One pipeline execution is three jobs, every run tagged with the same `dap.pipeline_run`:
+
+    ingest             labelled panoramas, the web-video manifest, indoor synthesis
+    web_video_ingest   one run per `web_videos` partition: download + frames (the new-video sensor
+                       launches it for new manifest rows)
+    weekly_retrain     everything else: tags, pool, the three stages, curation, report, distillation
+
+`make run` (`dap_assets.pipeline`) launches all three; the schedule launches `weekly_retrain`.
+A new asset joins `weekly_retrain` unless it is listed in the ingestion selections."""
 
 from __future__ import annotations
 
 from dagster import AssetSelection, DefaultScheduleStatus, ScheduleDefinition, define_asset_job
 
-from dap_assets.policies import executor_def, ops_config, run_retry_tags
+from dap_assets.deployment import DEPLOYMENT, executor_def, run_retry_tags
 
-RETRAIN_GROUPS = ("training", "curation", "evaluation")
-RETRAIN_KEYS = (
-    "unlabeled_pool",
-    "scene_invariant_labeler",
-    "stage1_pseudo_labels",
-    "depth_discriminator",
-    "curated_pseudo_labels",
-    "realism_invariant_labeler",
-    "stage2_pseudo_labels",
-    "perspective_pseudo_labels",
-    "dap_depth_model",
-    "benchmark_report",
+INGEST_KEYS = ("airsim360_scenes", "labeled_panoramas", "web_video_manifest", "dit360_indoor")
+WEB_VIDEO_KEYS = ("web_videos", "web_frames")
+
+ingest_selection = AssetSelection.assets(*INGEST_KEYS)
+web_video_selection = AssetSelection.assets(*WEB_VIDEO_KEYS)
+retrain_selection = AssetSelection.all() - ingest_selection - web_video_selection
+
+_tags = run_retry_tags()
+
+ingest_job = define_asset_job(
+    "ingest", selection=ingest_selection, tags=_tags, executor_def=executor_def(),
+    description="Labelled panoramas, the web-video manifest and indoor synthesis.",
 )
-
-retrain_selection = (
-    AssetSelection.groups(*RETRAIN_GROUPS)
-    | AssetSelection.from_string(" or ".join(f'key:"{k}"' for k in RETRAIN_KEYS))
-) & AssetSelection.all()
-
-_ops = ops_config()
-
+web_video_job = define_asset_job(
+    "web_video_ingest", selection=web_video_selection, tags=_tags, executor_def=executor_def(),
+    description="One web video (a `web_videos` partition): download, layout, horizon check, frames.",
+)
 retrain_job = define_asset_job(
-    "weekly_retrain",
-    selection=retrain_selection,
-    description="Re-build the pool, the three trainings, curation and the benchmark report.",
-    tags={**run_retry_tags(_ops), "dap.launched_by": "weekly_retrain"},
-    executor_def=executor_def(_ops),
+    "weekly_retrain", selection=retrain_selection, tags=_tags, executor_def=executor_def(),
+    description="Tags and pool, the three trainings with curation, distillation labels and the benchmark report.",
 )
 
 retrain_schedule = ScheduleDefinition(
     name="weekly_retrain_schedule",
     job=retrain_job,
-    cron_schedule=_ops.retrain_cron,
-    execution_timezone=_ops.timezone,
-    default_status=DefaultScheduleStatus.RUNNING if _ops.retrain_schedule_enabled else DefaultScheduleStatus.STOPPED,
+    cron_schedule=DEPLOYMENT.retrain_cron,
+    execution_timezone=DEPLOYMENT.timezone,
+    default_status=DefaultScheduleStatus.RUNNING if DEPLOYMENT.retrain_schedule_enabled else DefaultScheduleStatus.STOPPED,
 )
 
-JOBS = [retrain_job]
+PIPELINE_JOBS = (ingest_job, web_video_job, retrain_job)  # launch order of one pipeline execution
+JOBS = list(PIPELINE_JOBS)
 SCHEDULES = [retrain_schedule]

@@ -13,7 +13,7 @@ from dagster import (
     asset,
 )
 
-from dap_assets.resources import DapConfigResource, MlflowResource, StorageResource
+from dap_assets.resources import DapConfigResource, MlflowResource, StorageResource, pipeline_run_id
 from dap_model.training.checkpoint import safetensors_digest
 from dap_model.training.curation import DISC_KEY, run_curation, run_discriminator
 from dap_model.training.pseudo import pseudo_label_pool
@@ -55,7 +55,7 @@ def depth_discriminator(context: AssetExecutionContext, dap: DapConfigResource, 
     AbsRel on pool samples with withheld GT is measured and logged (never trained on)."""
     cfg, store = dap.get(), storage.store()
     mlflow.setup()
-    res = run_discriminator(cfg, store, store.fetch(model_key("stage1")), pipeline_run=context.run.run_id,
+    res = run_discriminator(cfg, store, store.fetch(model_key("stage1")), pipeline_run=pipeline_run_id(context),
                             progress=False)
     meta = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in res.items()}
     return MaterializeResult(

@@ -12,7 +12,7 @@ from dagster import (
     asset_check,
 )
 
-from dap_assets.policies import transient_retry_policy
+from dap_assets.deployment import transient_retry_policy
 from dap_assets.resources import DapConfigResource, StorageResource
 from dap_model.data.labeled import PREFIX as LABELED_PREFIX, MANIFEST_KEY, PREVIEW_KEY, SIM_PREFIX, ingest_labeled, load_labeled_manifest
 from dap_model.errors import DapError

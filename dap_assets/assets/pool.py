@@ -17,7 +17,7 @@ from dagster import (
     asset_check,
 )
 
-from dap_assets.policies import GPU_POOL, transient_retry_policy
+from dap_assets.deployment import DEPLOYMENT, transient_retry_policy
 from dap_assets.resources import DapConfigResource, StorageResource
 from dap_model.data.pool import (
     POOL_KEY,
@@ -38,7 +38,7 @@ def _md_table(df) -> MetadataValue:
     return MetadataValue.md("```\n" + df.to_string(index=False) + "\n```")
 
 
-@asset(group_name="pool", code_version="synth-1", pool=GPU_POOL, retry_policy=transient_retry_policy())
+@asset(group_name="pool", code_version="synth-1", pool=DEPLOYMENT.gpu_pool, retry_policy=transient_retry_policy())
 def dit360_indoor(context: AssetExecutionContext, dap: DapConfigResource, storage: StorageResource) -> MaterializeResult:
     """Synthesised indoor panoramas (backend `synthesis.backend`) as shards under `synth/`."""
     cfg, store = dap.get(), storage.store()

@@ -15,8 +15,8 @@ from dagster import (
     asset,
 )
 
-from dap_assets.policies import GPU_POOL, gpu_op_tags
-from dap_assets.resources import DapConfigResource, MlflowResource, StorageResource
+from dap_assets.deployment import DEPLOYMENT, gpu_op_tags
+from dap_assets.resources import DapConfigResource, MlflowResource, StorageResource, pipeline_run_id
 from dap_model.training.launch import result_metadata
 from dap_model.training.stages import run_stage
 
@@ -33,7 +33,7 @@ def scene_invariant_labeler(context: AssetExecutionContext, dap: DapConfigResour
                             mlflow: MlflowResource) -> MaterializeResult:
     """Stage 1: the DAP model trained on labelled (synthetic) panoramas only."""
     mlflow.setup()
-    return _materialize(run_stage(dap.get(), storage.store(), "stage1", pipeline_run=context.run.run_id, progress=False))
+    return _materialize(run_stage(dap.get(), storage.store(), "stage1", pipeline_run=pipeline_run_id(context), progress=False))
 
 
 @asset(group_name="training", deps=[AssetKey("labeled_panoramas"), AssetKey("curated_pseudo_labels"),
@@ -42,32 +42,31 @@ def realism_invariant_labeler(context: AssetExecutionContext, dap: DapConfigReso
                               mlflow: MlflowResource) -> MaterializeResult:
     """Stage 2: labelled + curated stage-1 pseudo-labels, starting from stage 1."""
     mlflow.setup()
-    return _materialize(run_stage(dap.get(), storage.store(), "stage2", pipeline_run=context.run.run_id, progress=False))
+    return _materialize(run_stage(dap.get(), storage.store(), "stage2", pipeline_run=pipeline_run_id(context), progress=False))
 
 
-def launch_command(cfg, overrides: list[str], pipeline_run: str) -> list[str]:
+def launch_command(cfg, overrides: list[str], pipeline_run: str, gpus: int = DEPLOYMENT.gpus_per_run) -> list[str]:
     """`python -m dap_model.training.launch` for one process, torchrun (`torch.distributed.run`) for more."""
     args = ["-m", "dap_model.training.launch", "--stage", "stage3", "--profile", cfg.profile,
             "--pipeline-run", pipeline_run, "--no-progress"]
     for o in overrides:
         args += ["--set", o]
-    n = cfg.ops.gpus_per_run
-    if n == 1:
+    if gpus == 1:
         return [sys.executable, *args]
     torchrun = shutil.which("torchrun")
     head = [torchrun] if torchrun else [sys.executable, "-m", "torch.distributed.run"]
-    return [*head, "--standalone", f"--nproc_per_node={n}", *args]
+    return [*head, "--standalone", f"--nproc_per_node={gpus}", *args]
 
 
 @asset(group_name="training", deps=[AssetKey("labeled_panoramas"), AssetKey("stage2_pseudo_labels"),
                                     realism_invariant_labeler],
-       pool=GPU_POOL, op_tags=gpu_op_tags(), code_version="train-1", kinds={"pytorch", "mlflow"})
+       pool=DEPLOYMENT.gpu_pool, op_tags=gpu_op_tags(), code_version="train-1", kinds={"pytorch", "mlflow"})
 def dap_depth_model(context: AssetExecutionContext, dap: DapConfigResource, mlflow: MlflowResource) -> MaterializeResult:
     """Stage 3 (the GPU job): labelled + every stage-2 pseudo-label, as an external (torchrun)
     process that reports back through dagster-pipes; on CPU the same code runs in one process."""
     cfg = dap.get()
     mlflow.setup()
-    cmd = launch_command(cfg, list(dap.overrides), context.run.run_id)
+    cmd = launch_command(cfg, list(dap.overrides), pipeline_run_id(context))
     context.log.info(" ".join(cmd))
     env = {"MLFLOW_TRACKING_URI": mlflow.tracking_uri()}
     return PipesSubprocessClient(env=env).run(context=context, command=cmd).get_materialize_result()

@@ -4,9 +4,10 @@
 from dagster import (
     AssetCheckResult, AssetExecutionContext, DataVersion, DynamicPartitionsDefinition,
     Failure, MaterializeResult, MetadataValue, SensorEvaluationContext, SensorResult, SkipReason,
-    AssetCheckSeverity, asset, asset_check, sensor,
+    AssetCheckSeverity, RunRequest, asset, asset_check, sensor,
 )
 
+from dap_assets.assets.automation import web_video_job
 from dap_assets.resources import DapConfigResource, StorageResource
 from dap_model.errors import DapError, InputError
 
@@ -33,26 +34,39 @@ def web_video_manifest(context: AssetExecutionContext, dap: DapConfigResource, s
     })
 
 
-@sensor(name="web_video_manifest_sensor", minimum_interval_seconds=60,
-        description="Adds one `web_videos` partition per new manifest row.")
-def web_video_manifest_sensor(context: SensorEvaluationContext, dap: DapConfigResource, storage: StorageResource):
+def new_video_partitions(instance, cfg, store) -> tuple[list[str], str | None, str]:
+    """Manifest rows without a `web_videos` partition: (new video ids, manifest fingerprint or
+    None when there is no manifest yet, a one-line reason when there is nothing to add). The
+    sensor and `make run` both register partitions through this function."""
     from dap_model.video.manifest import manifest_fingerprint
     from dap_model.video.pipeline import load_manifest, manifest_source, s3_endpoint
 
-    cfg, store = dap.get(), storage.store()
     source = manifest_source(cfg, store)
     mark = manifest_fingerprint(source, s3_endpoint(cfg))
     if mark is None:
-        return SkipReason(f"no manifest at {source} yet (materialise web_video_manifest)")
+        return [], None, f"no manifest at {source} yet (materialise web_video_manifest)"
     try:
         df = load_manifest(cfg, store)
     except DapError as err:
-        return SkipReason(f"manifest {source} is invalid: {err}")
-    known = set(context.instance.get_dynamic_partitions(WEB_VIDEOS.name))
+        return [], None, f"manifest {source} is invalid: {err}"
+    known = set(instance.get_dynamic_partitions(WEB_VIDEOS.name))
     new = [v for v in df["video_id"] if v not in known]
+    return new, mark, "" if new else f"no new videos in {source}"
+
+
+@sensor(name="web_video_manifest_sensor", minimum_interval_seconds=60, job=web_video_job,
+        description="Adds one `web_videos` partition per new manifest row and launches its ingestion run.")
+def web_video_manifest_sensor(context: SensorEvaluationContext, dap: DapConfigResource, storage: StorageResource):
+    new, mark, reason = new_video_partitions(context.instance, dap.get(), storage.store())
+    if mark is None:
+        return SkipReason(reason)
     if not new:
-        return SensorResult(skip_reason=SkipReason(f"no new videos in {source}"), cursor=mark)
-    return SensorResult(dynamic_partitions_requests=[WEB_VIDEOS.build_add_request(new)], cursor=mark)
+        return SensorResult(skip_reason=SkipReason(reason), cursor=mark)
+    return SensorResult(
+        dynamic_partitions_requests=[WEB_VIDEOS.build_add_request(new)],
+        run_requests=[RunRequest(partition_key=v) for v in new],
+        cursor=mark,
+    )
 
 
 def _fail(err: Exception, what: str) -> Failure:
