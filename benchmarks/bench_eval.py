@@ -40,7 +40,7 @@ def main() -> None:
 
     from dap_model.benchmarks import open_benchmark
     from dap_model.config import load_config
-    from dap_model.evaluation import evaluate
+    from dap_model.evaluation.evaluate import evaluate
     from dap_model.inference import load_checkpoint, to_input
     from dap_model.models import build_model, save_model
 

@@ -1,4 +1,6 @@
-"""Device and dtype from the `device` / `dtype` knobs (`auto` = CUDA when present)."""
+"""Device, dtype, autocast and CPU threads from the `device` / `dtype` / `amp_dtype` / `threads`
+knobs (`auto` = CUDA when present). Every device choice in the project goes through
+`resolve_device`."""
 
 from __future__ import annotations
 
@@ -38,3 +40,14 @@ def apply_cpu_threads(n: int) -> None:
 
     if n > 0 and torch.get_num_threads() != n:
         torch.set_num_threads(n)
+
+
+def autocast(device, amp_dtype: str):
+    """bf16/fp16 autocast on CUDA (`train.amp_dtype`); a no-op elsewhere (CPU runs fp32)."""
+    import contextlib
+
+    import torch
+
+    if device.type != "cuda" or amp_dtype == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16 if amp_dtype == "bf16" else torch.float16)

@@ -404,10 +404,6 @@ class CurationConfig(Section):
     domain_scale_min_confidence: float = Field(
         0.8, ge=0, le=1, description="domain_scale acts only on pool samples tagged with at least this confidence"
     )
-    gt_prefixes: list[str] = Field(
-        default_factory=lambda: ["web/gt", "synth/gt"],
-        description="withheld GT of pool samples: measures pseudo-label error only, never trains",
-    )
 
     @field_validator("pseudo_views")
     @classmethod
@@ -474,7 +470,7 @@ class BenchmarkSpec(Section):
 
 class EvalConfig(Section):
     """Benchmark evaluation, inference, reports and the champion gate (`dap_model.evaluation`,
-    `dap_model.inference`, `dap_model.reporting`)."""
+    `dap_model.inference`)."""
 
     cap_m: float = Field(100.0, gt=0, description="valid ground truth: 0 < gt <= cap_m (DAP)")
     benchmarks: dict[str, BenchmarkSpec] = Field(

@@ -1,5 +1,5 @@
 """Inference: resolve a checkpoint (file, folder or MLflow model URI), predict metric depth for
-ERP images, colourise it, write a coloured point cloud.
+ERP images, write it colourised (`evaluation.figures.colourise`) and as a coloured point cloud.
 
 Resolution: the input is resized (bilinear, horizontally periodic) to h × 2h, h = `eval.height`
 (0 = `train.height`) rounded to the backbone's patch size; the prediction [B,1,h,2h] goes back
@@ -90,12 +90,6 @@ def load_checkpoint(spec: str, cfg: DapConfig, device: str | torch.device = "cpu
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def inference_height(cfg: DapConfig, patch_size: int) -> int:
     h = cfg.eval.height or cfg.train.height
     return max(patch_size, int(round(h / patch_size)) * patch_size)
@@ -140,20 +134,6 @@ def predict_batch(model, rgbs: Sequence[np.ndarray], height: int, out_sizes: Seq
     pred = model.predict(x).float().cpu()  # [B,1,h,2h]
     return [resize_depth(pred[i : i + 1], size, upsample)[0, 0].numpy().astype(np.float32)
             for i, size in enumerate(out_sizes)]
-
-
-def colourise(depth: np.ndarray, cmap: str = "Spectral", vmax: float = 0.0) -> np.ndarray:
-    """[H,W] metres → [H,W,3] uint8 with a matplotlib colormap (near = the colormap's start,
-    `vmax` = its end; 0 = the 99th percentile of valid depth); invalid (≤ 0, non-finite) black."""
-    import matplotlib
-
-    valid = np.isfinite(depth) & (depth > 0)
-    if vmax <= 0:
-        vmax = float(np.percentile(depth[valid], 99)) if valid.any() else 1.0
-    norm = np.clip(np.where(valid, depth, 0) / max(vmax, 1e-6), 0, 1)
-    rgb = (matplotlib.colormaps[cmap](norm)[..., :3] * 255).round().astype(np.uint8)
-    rgb[~valid] = 0
-    return rgb
 
 
 def point_cloud(depth: np.ndarray, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -211,7 +191,10 @@ def predict_files(model, images: Sequence[str | Path], out_dir: str | Path, cfg:
     """For each ERP image write `<stem>_depth.npy` (metres, input resolution), `<stem>_depth.png`
     (colourised) and with `ply` `<stem>.ply`. Every image is read and checked first, so a bad
     input leaves nothing written. Returns the written paths per image."""
-    device = device or pick_device(cfg.eval.device)
+    from dap_model.accel import resolve_device
+    from dap_model.evaluation.figures import colourise
+
+    device = device or resolve_device(cfg.eval.device)
     paths = [Path(p) for p in images]
     stems = [p.stem for p in paths]
     dup = sorted({s for s in stems if stems.count(s) > 1})

@@ -284,7 +284,7 @@ def test_tiny_model_overfits_simulator_panoramas():
     steps (~30 s on one thread); asserted < 0.07. `predict` (mask rule applied) keeps the sky
     invalid and the rest valid."""
     from dap_model.losses import DapLoss
-    from dap_model.metrics import MetricAccumulator
+    from dap_model.evaluation.metrics import MetricAccumulator
     from dap_model.sim import render_sequence
 
     imgs, gts = [], []

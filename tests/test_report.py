@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from dap_model.config import load_config
-from dap_model.evaluation import EvalResult
-from dap_model.reporting import champion_gate
+from dap_model.evaluation.evaluate import EvalResult
+from dap_model.evaluation.gate import champion_gate
 from tests._eval_support import constant_checkpoint, fresh_mlflow_db
 
 GT_M = 5.0
@@ -53,7 +53,9 @@ def _write_test_splits(store) -> None:
             for i in range(2):
                 d = np.full((H, W), GT_M, np.float32)
                 d[0, :] = 0  # invalid row
-                wr.write(Sample(f"{name.replace('/', '_')}_{i}", rng.integers(0, 256, (H, W, 3), dtype=np.uint8), d))
+                kind = "room" if prefix == "labeled" else "city"
+                wr.write(Sample(f"{name.replace('/', '_')}_{i}", rng.integers(0, 256, (H, W, 3), dtype=np.uint8), d,
+                                meta={"kind": kind}))
     # a train shard must not be evaluated
     with ShardWriter(store.root / "labeled", "train", shard_size=8) as wr:
         wr.write(Sample("train_0", np.zeros((H, W, 3), np.uint8), np.full((H, W), 99.0, np.float32)))
@@ -125,6 +127,11 @@ def test_report_asset_champion_alias_and_compare(tmp_path, capsys):
         assert metrics["web_test/abs_rel"] == pytest.approx(want, rel=1e-4)
         assert metrics["labeled_test/n_images"] == 2
         assert metrics["web_test/rmse"] == pytest.approx(abs(depth_m - GT_M), rel=1e-4)
+        # a constant depth is exact after median scale alignment; per scene kind: the same error
+        assert metrics["web_test/abs_rel_aligned"] == pytest.approx(0.0, abs=1e-6)
+        assert metrics["web_test/city/abs_rel"] == pytest.approx(want, abs=1e-4)
+        assert metrics["labeled_test/room/median_log_ratio"] == pytest.approx(np.log(depth_m / GT_M), abs=1e-4)
+        assert "web_test/room/abs_rel" not in metrics
 
     project = Path(os.environ["DAP_PROJECT_DIR"])
     run_dir = project / "reports" / res1.run_id
@@ -133,6 +140,7 @@ def test_report_asset_champion_alias_and_compare(tmp_path, capsys):
     assert "0.0921" in md and "0.9370" in md  # DAP's published numbers beside ours
     assert "| labeled_test | dap_depth_model | stage3 |" in md
     assert "0-10" in md and "50-100" in md
+    assert "Scale-aligned error and scene kinds" in md and "| web_test | dap_depth_model | city |" in md
     assert "PASSED" in md
     html = (run_dir / "report.html").read_text()
     assert "<table" in html and "figures/labeled_test-0.png" in html
@@ -196,7 +204,7 @@ def test_compare_errors_are_one_line(capsys):
 
 
 def test_model_entry_from_training_metadata(tmp_path):
-    from dap_model.reporting import model_entry_from_metadata
+    from dap_model.evaluation.runs import model_entry_from_metadata
     from dap_model.storage import LocalStore
 
     store = LocalStore(tmp_path / "data")

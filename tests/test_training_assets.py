@@ -12,7 +12,8 @@ import torch
 from dap_model.config import load_config, project_dir
 from dap_model.errors import InputError
 from dap_model.storage import LocalStore
-from dap_model.training.curation import CURATED_SCHEMA, rank_correlation, select_top_k
+from dap_model.evaluation.withheld import pseudo_label_errors, rank_correlation
+from dap_model.training.curation import CURATED_SCHEMA, SCORES_KEY, select_top_k
 from tests.training_data import build_store
 
 MINE = ["scene_invariant_labeler", "stage1_pseudo_labels", "depth_discriminator", "curated_pseudo_labels",
@@ -89,8 +90,12 @@ def test_training_and_curation_assets_materialise_and_track():
         assert meta[key]["stage"] == stage and meta[key]["step"] == 4
         assert mats[key].tags["dagster/data_version"] == meta[key]["checkpoint_sha256"]
         assert meta[key]["model_key"] == f"models/{stage}/model.safetensors" and store.exists(meta[key]["model_key"])
-    assert meta["depth_discriminator"]["rank_corr_n"] == 8  # every pool sample has withheld GT here
-    assert -1.0 <= meta["depth_discriminator"]["rank_corr_spearman"] <= 1.0
+    assert not any(k.startswith("rank_corr") for k in meta["depth_discriminator"])  # curation never reads GT
+    scores = pd.read_parquet(store.fetch(SCORES_KEY))
+    assert "abs_rel" not in scores
+    rc = rank_correlation(scores, pseudo_label_errors(load_config("test"), store, "pseudo/stage1"))
+    assert rc["n"] == 8  # every pool sample has withheld GT here (measurement only)
+    assert -1.0 <= rc["spearman"] <= 1.0
     curated = CURATED_SCHEMA.validate(pd.read_parquet(store.fetch("pseudo/curated/manifest.parquet")))
     assert curated.groupby("domain").size().to_dict() == {"indoor": 2, "outdoor": 2}
     assert len(pd.read_parquet(store.fetch("pseudo/stage2/manifest.parquet"))) == 8
@@ -114,7 +119,7 @@ def test_training_and_curation_assets_materialise_and_track():
         assert mv.tags["dap.stage"] == stage and mv.run_id == r.info.run_id
     assert "dap.data.pseudo_curated" in runs["stage2"].data.tags
     assert "dap.data.pseudo_stage2" in runs["stage3"].data.tags
-    assert "rank_corr/spearman" in runs["discriminator"].data.metrics
+    assert "disc/mean_score" in runs["discriminator"].data.metrics
 
     # the registered stage-3 version is the published checkpoint, loadable without unpickling
     from dap_model.models import load_model

@@ -46,13 +46,12 @@ def stage1_pseudo_labels(context: AssetExecutionContext, dap: DapConfigResource,
     return _pseudo(context, dap, storage, "stage1", "pseudo/stage1")
 
 
-@asset(group_name="curation", deps=[stage1_pseudo_labels, AssetKey("labeled_panoramas")], code_version="disc-1",
+@asset(group_name="curation", deps=[stage1_pseudo_labels, AssetKey("labeled_panoramas")], code_version="disc-2",
        kinds={"pytorch", "mlflow"})
 def depth_discriminator(context: AssetExecutionContext, dap: DapConfigResource, storage: StorageResource,
                         mlflow: MlflowResource) -> MaterializeResult:
     """PatchGAN (labelled GT real, stage-1 predictions fake) and its realism score per pool
-    pseudo-label (`curation/scores.parquet`); the Spearman correlation between score and true
-    AbsRel on pool samples with withheld GT is measured and logged (never trained on)."""
+    pseudo-label (`curation/scores.parquet`)."""
     cfg, store = dap.get(), storage.store()
     mlflow.setup()
     res = run_discriminator(cfg, store, store.fetch(model_key("stage1")), pipeline_run=pipeline_run_id(context),

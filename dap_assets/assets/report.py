@@ -12,7 +12,8 @@ from dagster import (
 )
 
 from dap_assets.resources import DapConfigResource, MlflowResource, StorageResource
-from dap_model.reporting import model_entry_from_metadata, run_benchmark_report
+from dap_model.evaluation.report import run_benchmark_report
+from dap_model.evaluation.runs import model_entry_from_metadata
 
 MODEL_ASSETS = {  # upstream asset -> training stage
     "scene_invariant_labeler": "stage1",

@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dap_model.compare import comparison_table, fetch_runs, plot_comparison, print_table
+    from dap_model.evaluation.compare import comparison_table, fetch_runs, plot_comparison, print_table
     from dap_model.io import atomic_write_text
 
     cfg = config_from_args(args)

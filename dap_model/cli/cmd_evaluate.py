@@ -29,8 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from dap_model.benchmarks import open_benchmark
     from dap_model.errors import InputError
-    from dap_model.evaluation import evaluate, json_safe
-    from dap_model.inference import load_checkpoint, pick_device
+    from dap_model.accel import resolve_device
+    from dap_model.evaluation.evaluate import evaluate, json_safe
+    from dap_model.inference import load_checkpoint
     from dap_model.io import atomic_write_text
 
     cfg = config_from_args(args)
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{args.out}: is a folder; --out takes a JSON file name")
     reader = open_benchmark(args.format, args.root, endpoint_url=cfg.storage.endpoint_url, pattern=args.pattern)
     reader.items()  # a missing/empty root fails before the model is loaded
-    device = pick_device(cfg.eval.device)
+    device = resolve_device(cfg.eval.device)
     model = load_checkpoint(args.checkpoint, cfg, device)
     res = evaluate(model, reader, cfg, benchmark=args.format, save_predictions=args.save_predictions, device=device)
     out = {

@@ -21,12 +21,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dap_model.inference import load_checkpoint, pick_device, predict_files, read_image
+    from dap_model.accel import resolve_device
+    from dap_model.inference import load_checkpoint, predict_files, read_image
 
     cfg = config_from_args(args)
     for p in args.images:  # fail on a missing image before loading the model
         read_image(p)
-    device = pick_device(cfg.eval.device)
+    device = resolve_device(cfg.eval.device)
     model = load_checkpoint(args.checkpoint, cfg, device)
     for rec in predict_files(model, args.images, args.out, cfg, ply=args.ply, device=device):
         print(" ".join(f"{k}={v}" for k, v in rec.items()))

@@ -4,10 +4,7 @@
    stage-1 predictions are "fake" (on the labelled images, on pool images, or both —
    `curation.disc_fake`).
 2. `score_pseudo_labels`: a realism score in (0,1) per pool pseudo-label.
-3. `pseudo_label_errors` + `rank_correlation`: where withheld ground truth exists (`web/gt/`,
-   `synth/gt/`; measurement only, never training), the Spearman correlation between score and
-   each pseudo-label's true AbsRel (a useful score correlates negatively).
-4. `select_top_k` + `write_curated`: top-K indoor + top-K outdoor by score (or K random ones: the
+3. `select_top_k` + `write_curated`: top-K indoor + top-K outdoor by score (or K random ones: the
    control), copied into `pseudo/curated/` shards with a pandera-validated manifest."""
 
 from __future__ import annotations
@@ -27,7 +24,6 @@ from dap_model.accel import resolve_device
 from dap_model.config import DapConfig, RESOLVED_CONFIG_NAME, write_resolved_config
 from dap_model.data.shards import Sample, ShardWriter
 from dap_model.errors import InputError
-from dap_model.metrics import depth_metrics
 from dap_model.training.data import (
     Augment,
     BatchLoader,
@@ -171,70 +167,6 @@ def score_pseudo_labels(cfg: DapConfig, disc, store, pseudo_prefix: str) -> pd.D
     return pd.DataFrame(out, columns=["key", "shard", "domain", "source", "score"])
 
 
-def withheld_ground_truth(cfg: DapConfig, store) -> dict[str, tuple[str, np.ndarray]]:
-    """key -> (gt prefix, depth [H,W] with invalid = 0) for every pool sample whose depth is kept
-    aside under `curation.gt_prefixes` (measurement only, never training)."""
-    gt: dict[str, tuple[str, np.ndarray]] = {}
-    for prefix in cfg.curation.gt_prefixes:
-        for k in split_shard_keys(store, prefix):
-            for key, parts in read_raw(Path(store.fetch(k))):
-                _, depth, _ = decode_raw(key, parts, k)
-                if depth is not None:
-                    gt[key] = (prefix, clean_depth(depth))
-    return gt
-
-
-def pseudo_label_errors(cfg: DapConfig, store, pseudo_prefix: str) -> pd.DataFrame:
-    """True error of each pseudo-label that has withheld ground truth (`curation.gt_prefixes`):
-    key, gt_prefix, abs_rel, rmse, delta1, abs_rel_aligned (after scaling by the median ratio: the
-    shape error alone). Empty when no ground truth is stored."""
-    gt = withheld_ground_truth(cfg, store)
-    rows = []
-    if gt:
-        paths = fetch_all(store, manifest_shard_keys(store, pseudo_prefix))
-        for path in paths:
-            for key, parts in read_raw(path):
-                if key not in gt:
-                    continue
-                _, pseudo, _ = decode_raw(key, parts, str(path))
-                prefix, g = gt[key]
-                if pseudo.shape != g.shape:
-                    pseudo = torch.nn.functional.interpolate(
-                        torch.from_numpy(pseudo)[None, None], size=g.shape, mode="nearest"
-                    )[0, 0].numpy()
-                m = depth_metrics(pseudo, g, cap=cfg.eval.cap_m)
-                if m["n_valid"] > 0:
-                    a = depth_metrics(pseudo, g, cap=cfg.eval.cap_m, align_median=True)
-                    rows.append({"key": key, "gt_prefix": prefix, "abs_rel": m["abs_rel"], "rmse": m["rmse"],
-                                 "delta1": m["delta1"], "abs_rel_aligned": a["abs_rel"]})
-    return pd.DataFrame(rows, columns=["key", "gt_prefix", "abs_rel", "rmse", "delta1", "abs_rel_aligned"])
-
-
-def rank_correlation(scores: pd.DataFrame, errors: pd.DataFrame) -> dict[str, float]:
-    """Spearman rho (and p-value) between discriminator score and true AbsRel, over pseudo-labels
-    with ground truth; also per GT source, and against the scale-aligned AbsRel (`*_aligned`: does
-    the score rank shape?). NaN when fewer than 3 pairs."""
-    from scipy.stats import spearmanr
-
-    joined = scores.merge(errors, on="key")
-    out: dict[str, float] = {"n": float(len(joined))}
-
-    def rho(df: pd.DataFrame, err: str) -> tuple[float, float]:
-        if len(df) < 3 or df["score"].nunique() < 2 or df[err].nunique() < 2:
-            return float("nan"), float("nan")
-        r = spearmanr(df["score"], df[err])
-        return float(r.statistic), float(r.pvalue)
-
-    out["spearman"], out["p_value"] = rho(joined, "abs_rel")
-    out["spearman_aligned"], out["p_value_aligned"] = rho(joined, "abs_rel_aligned")
-    for prefix, df in joined.groupby("gt_prefix"):
-        name = str(prefix).replace("/", "_")
-        out[f"spearman_{name}"], _ = rho(df, "abs_rel")
-        out[f"spearman_aligned_{name}"], _ = rho(df, "abs_rel_aligned")
-        out[f"n_{name}"] = float(len(df))
-    return out
-
-
 def select_top_k(scores: pd.DataFrame, k: int, selection: str, seed: int) -> pd.DataFrame:
     """Top-`k` per domain by score ('discriminator') or `k` uniformly random ones ('random')."""
     if scores.empty:
@@ -282,8 +214,8 @@ def write_curated(cfg: DapConfig, store, selected: pd.DataFrame, pseudo_prefix: 
 
 def run_discriminator(cfg: DapConfig, store, stage1_model: str | Path, pseudo_prefix: str = "pseudo/stage1",
                       pipeline_run: str = "", work_dir: Path | None = None, progress: bool = True) -> dict:
-    """Train, save (`models/discriminator/`), score the pool's pseudo-labels (`curation/scores.parquet`),
-    measure the rank correlation; one MLflow run (stage `discriminator`). Returns a summary."""
+    """Train, save (`models/discriminator/`), score the pool's pseudo-labels (`curation/scores.parquet`);
+    one MLflow run (stage `discriminator`). Returns a summary."""
     import mlflow
 
     from dap_model.training.checkpoint import safetensors_digest
@@ -299,9 +231,6 @@ def run_discriminator(cfg: DapConfig, store, stage1_model: str | Path, pseudo_pr
         for i in range(0, len(losses), cfg.train.log_every):
             mlflow.log_metrics(losses[i], step=i + 1)
         scores = score_pseudo_labels(cfg, disc, store, pseudo_prefix)
-        errors = pseudo_label_errors(cfg, store, pseudo_prefix)
-        corr = rank_correlation(scores, errors)
-        scores = scores.merge(errors[["key", "abs_rel", "abs_rel_aligned"]], on="key", how="left")
         with tempfile.TemporaryDirectory() as tmp:
             wd = Path(work_dir or tmp)
             path = save_discriminator(disc, wd / "model.safetensors", cfg)
@@ -310,7 +239,6 @@ def run_discriminator(cfg: DapConfig, store, stage1_model: str | Path, pseudo_pr
             scores.assign(run_id=run.info.run_id).to_parquet(wd / "scores.parquet", index=False)
             store.put_file(wd / "scores.parquet", SCORES_KEY)
             digest = safetensors_digest(path)
-        mlflow.log_metrics({f"rank_corr/{k}": v for k, v in corr.items() if np.isfinite(v)})
         mlflow.log_metric("disc/mean_score", float(scores["score"].mean()))
         mlflow.set_tag("dap.checkpoint_sha256", digest)
     return {
@@ -319,7 +247,6 @@ def run_discriminator(cfg: DapConfig, store, stage1_model: str | Path, pseudo_pr
         "n_scored": len(scores),
         "final_loss": losses[-1]["disc/loss"],
         "seconds": time.perf_counter() - t0,
-        **{f"rank_corr_{k}": v for k, v in corr.items()},
     }
 
 
@@ -339,10 +266,4 @@ def run_curation(cfg: DapConfig, store, pseudo_prefix: str = "pseudo/stage1") ->
         "mean_score_selected": float(sel["score"].mean()),
         "mean_score_all": float(scores["score"].mean()),
     }
-    if "abs_rel" in scores and scores["abs_rel"].notna().any():
-        summary["true_abs_rel_selected"] = float(sel["abs_rel"].mean())
-        summary["true_abs_rel_all"] = float(scores["abs_rel"].mean())
-    if "abs_rel_aligned" in scores and scores["abs_rel_aligned"].notna().any():
-        summary["true_abs_rel_aligned_selected"] = float(sel["abs_rel_aligned"].mean())
-        summary["true_abs_rel_aligned_all"] = float(scores["abs_rel_aligned"].mean())
     return summary

@@ -25,7 +25,7 @@ from dap_model.config import DapConfig, RESOLVED_CONFIG_NAME, write_resolved_con
 from dap_model.data.shards import Sample, ShardWriter
 from dap_model.errors import InputError
 from dap_model.training.data import decode_raw, read_raw, resize_pair
-from dap_model.training.evaluate import predict_at
+from dap_model.training.predict import predict_at
 
 POOL_MANIFEST = "pool/manifest.parquet"
 POOL_COLUMNS = ("key", "shard", "domain", "source")

@@ -20,13 +20,14 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from dap_model.accel import apply_cpu_threads, resolve_device
+from dap_model.accel import apply_cpu_threads, autocast, resolve_device
 from dap_model.config import DapConfig, write_resolved_config
 from dap_model.errors import ConfigError, InputError
 from dap_model.io import atomic_write_text
 from dap_model.training import checkpoint as ckpt
 from dap_model.training.data import Augment, BatchLoader, ShardSource, ShardStream
-from dap_model.training.evaluate import autocast, evaluate_paths
+from dap_model.evaluation.evaluate import evaluate_shards
+from dap_model.evaluation.figures import panel
 from dap_model.training.schedule import build_scheduler
 from dap_model.training.tracking import log_model_version, start_run
 
@@ -224,10 +225,11 @@ def train(
     def validate(at_step: int) -> dict[str, float]:
         if not val_paths:
             return {}
-        metrics, panels = evaluate_paths(
-            model, val_paths, tc.height, tc.eval_batch_size, device, cfg.eval.cap_m,
-            tc.amp_dtype, limit=tc.val_samples, keep_panels=tc.log_images,
-        )
+        res = evaluate_shards(model, val_paths, tc.height, tc.eval_batch_size, device, cfg.eval.cap_m,
+                              tc.amp_dtype, limit=tc.val_samples, figure_samples=tc.log_images, benchmark="val")
+        metrics = res.metrics
+        panels = [panel(f.rgb, f.gt, f.pred, cfg.eval.cap_m, cfg.eval.colormap, cfg.eval.colour_max_m)
+                  for f in res.figures]
         model.train()
         mlflow.log_metrics(
             {f"val/{k}": v for k, v in metrics.items() if np.isfinite(v)}, step=at_step

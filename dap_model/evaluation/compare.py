@@ -1,4 +1,5 @@
-"""MLflow runs side by side: benchmark metrics (`<benchmark>/<metric>`) per training run."""
+"""MLflow runs side by side: benchmark metrics (`<benchmark>/<metric>`) per training run, as a
+table (`dap compare`, the report) and a grouped bar plot."""
 
 from __future__ import annotations
 
@@ -9,11 +10,8 @@ import pandas as pd
 
 from dap_model.config import DapConfig
 from dap_model.errors import InputError
+from dap_model.evaluation.metrics import LOWER_IS_BETTER
 from dap_model.io import atomic_path
-
-STAGE_TAG = "dap.stage"
-PIPELINE_TAG = "dap.pipeline_run"
-LOWER_IS_BETTER = ("abs_rel", "sq_rel", "rmse", "rmse_log", "mae")
 
 
 def fetch_runs(
@@ -30,6 +28,7 @@ def fetch_runs(
     from mlflow import MlflowClient
 
     from dap_model.tracking import resolve_tracking_uri
+    from dap_model.training.tracking import PIPELINE_TAG, STAGE_TAG
 
     uri = resolve_tracking_uri(cfg.mlflow)
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():

@@ -19,16 +19,25 @@ import numpy as np
 import torch
 
 __all__ = [
+    "LOWER_IS_BETTER",
     "METRIC_NAMES",
     "RANGE_BINS_M",
     "MetricAccumulator",
+    "better",
     "depth_metrics",
+    "pool_range_bins",
     "range_binned_errors",
 ]
 
 METRIC_NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "mae", "delta1", "delta2", "delta3")
+LOWER_IS_BETTER = frozenset({"abs_rel", "sq_rel", "rmse", "rmse_log", "mae"})
 RANGE_BINS_M = ((0.0, 10.0), (10.0, 20.0), (20.0, 50.0), (50.0, 100.0))
 _PRED_FLOOR = 1e-6
+
+
+def better(metric: str, a: float, b: float) -> bool:
+    """Is value `a` strictly better than `b` for `metric`?"""
+    return a < b if metric in LOWER_IS_BETTER else a > b
 
 
 def _as_batch(x: Any) -> torch.Tensor:
@@ -163,4 +172,25 @@ def range_binned_errors(
         else:
             s = _sums(p[sel], g[sel])
             out[key] = {**_finish(s), "n_pixels": int(s["n"])}
+    return out
+
+
+def pool_range_bins(parts: list[dict[str, dict[str, float]]],
+                    bins: tuple[tuple[float, float], ...] = RANGE_BINS_M) -> dict[str, dict[str, float]]:
+    """Combine per-image `range_binned_errors` into pooled ones (weights = pixels)."""
+    out: dict[str, dict[str, float]] = {}
+    for lo, hi in bins:
+        key = f"{lo:g}-{hi:g}"
+        rows = [p[key] for p in parts if p[key]["n_pixels"] > 0]
+        n = sum(r["n_pixels"] for r in rows)
+        if n == 0:
+            out[key] = {**{k: float("nan") for k in METRIC_NAMES}, "n_pixels": 0}
+            continue
+        m = {}
+        for k in METRIC_NAMES:
+            if k in ("rmse", "rmse_log"):
+                m[k] = math.sqrt(sum(r[k] ** 2 * r["n_pixels"] for r in rows) / n)
+            else:
+                m[k] = sum(r[k] * r["n_pixels"] for r in rows) / n
+        out[key] = {**m, "n_pixels": int(n)}
     return out

@@ -1,5 +1,6 @@
 """The benchmark report: every model × every configured benchmark, metrics onto each model's
-MLflow run (`<benchmark>/<metric>`), the champion gate, Markdown + HTML with figures.
+MLflow run (`EvalResult.flat`: `<benchmark>/<metric>`, `<benchmark>/abs_rel_aligned`,
+`<benchmark>/<kind>/abs_rel`, range bins), the champion gate, Markdown + HTML with figures.
 
     reports/<label>/report.md, report.html, metrics.json, figures/*.png      (label = run id or time)
     reports/latest -> <label>
@@ -14,17 +15,18 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from dap_model.config import DapConfig, project_dir
 from dap_model.errors import InputError
-from dap_model.evaluation import LOWER_IS_BETTER, EvalResult, FigureSample, better, evaluate, json_safe
-from dap_model.metrics import METRIC_NAMES
+from dap_model.evaluation.evaluate import EvalResult, FigureSample, evaluate, json_safe
+from dap_model.evaluation.gate import GateResult, champion_gate
+from dap_model.evaluation.metrics import METRIC_NAMES
+from dap_model.evaluation.runs import ModelEntry, champion_entry
 
 # DESIGN §6: DAP's published zero-shot numbers (AbsRel, δ1) by reader format, for reference.
 PUBLISHED: dict[str, tuple[str, float, float]] = {
@@ -34,26 +36,6 @@ PUBLISHED: dict[str, tuple[str, float, float]] = {
     "deep360": ("Deep360", 0.0659, 0.9525),
     "airsim360": ("DAP-Test", 0.0781, 0.9370),
 }
-
-
-@dataclass
-class ModelEntry:
-    name: str  # "scene_invariant_labeler", ..., "champion"
-    stage: str  # "stage1" | "stage2" | "stage3" | "champion"
-    checkpoint: str  # local file/folder or MLflow model URI
-    run_id: str | None = None  # the model's training run (metrics are logged onto it)
-    version: str | None = None  # registered version of `mlflow.registered_model`
-
-
-@dataclass
-class GateResult:
-    passed: bool
-    promote: bool
-    champion_version: str | None
-    new_version: str | None
-    metric: str
-    rows: list[dict[str, Any]] = field(default_factory=list)  # per benchmark: new, champion, change
-    message: str = ""
 
 
 @dataclass
@@ -99,9 +81,10 @@ def evaluate_models(cfg: DapConfig, models: list[ModelEntry], readers: dict[str,
                     skipped: dict[str, str] | None = None) -> dict[str, dict[str, EvalResult]]:
     """model name -> benchmark -> result. A benchmark that has no sample with ground truth is
     dropped (reason in `skipped`); a model that cannot be loaded raises."""
-    from dap_model.inference import load_checkpoint, pick_device
+    from dap_model.accel import resolve_device
+    from dap_model.inference import load_checkpoint
 
-    device = pick_device(cfg.eval.device)
+    device = resolve_device(cfg.eval.device)
     readers = dict(readers)
     skipped = skipped if skipped is not None else {}
     out: dict[str, dict[str, EvalResult]] = {}
@@ -124,69 +107,6 @@ def evaluate_models(cfg: DapConfig, models: list[ModelEntry], readers: dict[str,
                 f"delta1={res.metrics['delta1']:.4f} ({res.seconds:.1f}s)")
         del model
     return out
-
-
-def run_metrics(results: dict[str, EvalResult]) -> dict[str, float]:
-    """`{"<benchmark>/<metric>": value}` including `<benchmark>/n_images` and range bins
-    (`<benchmark>/abs_rel_0-10`)."""
-    out: dict[str, float] = {}
-    for bench, r in results.items():
-        for k in METRIC_NAMES:
-            out[f"{bench}/{k}"] = r.metrics[k]
-        out[f"{bench}/n_images"] = r.metrics["n_images"]
-        for rng, m in r.range_bins.items():
-            if m["n_pixels"]:
-                out[f"{bench}/abs_rel_{rng}m"] = m["abs_rel"]
-                out[f"{bench}/rmse_{rng}m"] = m["rmse"]
-    return out
-
-
-def champion_entry(cfg: DapConfig) -> ModelEntry | None:
-    """The model behind `models:/<registered_model>@<champion_alias>`, or None when unset."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient()
-    try:
-        mv = client.get_model_version_by_alias(cfg.mlflow.registered_model, cfg.mlflow.champion_alias)
-    except Exception:
-        return None
-    return ModelEntry("champion", "champion", f"models:/{cfg.mlflow.registered_model}/{mv.version}",
-                      run_id=mv.run_id, version=str(mv.version))
-
-
-def champion_gate(cfg: DapConfig, new: dict[str, EvalResult], champ: dict[str, EvalResult] | None,
-                  new_version: str | None, champion_version: str | None) -> GateResult:
-    """Fail when the new model's primary metric is worse than the champion's by more than
-    `eval.regression_tolerance` (relative) on any benchmark both were evaluated on. Promote when
-    the gate passes and the new model is better on the mean primary metric over those
-    benchmarks, or when there is no champion. A champion that is the new model itself passes
-    and is not promoted again."""
-    metric, tol = cfg.eval.primary_metric, cfg.eval.regression_tolerance
-    if new_version is not None and new_version == champion_version:
-        return GateResult(True, False, champion_version, new_version, metric,
-                          message=f"version {new_version} already is the champion")
-    if not champ:
-        return GateResult(True, new_version is not None, None, new_version, metric,
-                          message="no champion yet" + ("" if new_version else "; the new model is not registered"))
-    rows, regressions = [], []
-    for bench in sorted(set(new) & set(champ)):
-        a, b = new[bench].metrics[metric], champ[bench].metrics[metric]
-        diff = (a - b) if metric in LOWER_IS_BETTER else (b - a)  # > 0: the new model is worse
-        worse_by = diff / abs(b) if b != 0 else (0.0 if diff <= 0 else float("inf"))
-        rows.append({"benchmark": bench, "new": a, "champion": b, "worse_by": worse_by})
-        if worse_by > tol:
-            regressions.append(f"{bench}: {metric} {a:.4f} vs champion {b:.4f} ({worse_by:+.1%} > {tol:.1%})")
-    if not rows:
-        return GateResult(True, False, champion_version, new_version, metric,
-                          message="no benchmark in common with the champion: alias unchanged")
-    mean_new = float(np.mean([r["new"] for r in rows]))
-    mean_champ = float(np.mean([r["champion"] for r in rows]))
-    passed = not regressions
-    promote = passed and new_version is not None and better(metric, mean_new, mean_champ)
-    msg = ("; ".join(regressions) if regressions else
-           f"mean {metric} {mean_new:.4f} vs champion {mean_champ:.4f}: "
-           + ("better, promoted" if promote else "not better, alias unchanged"))
-    return GateResult(passed, promote, champion_version, new_version, metric, rows, msg)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,38 +170,26 @@ def published_table() -> pd.DataFrame:
 
 
 def figure(sample: FigureSample, cfg: DapConfig, title: str, path: Path) -> Path:
-    """RGB | ground truth | prediction | absolute relative error, one row (PNG)."""
-    import matplotlib
+    """RGB | ground truth | prediction | absolute relative error of one sample (PNG)."""
+    from dap_model.evaluation.figures import sample_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    return sample_figure(sample.rgb, sample.gt, sample.pred, path, title, cap_m=cfg.eval.cap_m,
+                         cmap=cfg.eval.colormap, error_cmap=cfg.eval.error_colormap, vmax=cfg.eval.colour_max_m)
 
-    from dap_model.inference import colourise
 
-    gt, pred = sample.gt, sample.pred
-    valid = np.isfinite(gt) & (gt > 0) & (gt <= cfg.eval.cap_m)
-    vmax = cfg.eval.colour_max_m or (float(np.percentile(gt[valid], 99)) if valid.any() else 1.0)
-    err = np.zeros_like(gt, dtype=np.float32)
-    err[valid] = np.abs(pred[valid] - gt[valid]) / gt[valid]
-    fig, axes = plt.subplots(1, 4, figsize=(16, 2.6))
-    panels = [
-        (sample.rgb, "RGB"),
-        (colourise(np.where(valid, gt, 0), cfg.eval.colormap, vmax), f"ground truth (0–{vmax:.1f} m)"),
-        (colourise(pred, cfg.eval.colormap, vmax), "prediction"),
-    ]
-    for ax, (img, t) in zip(axes[:3], panels):
-        ax.imshow(img)
-        ax.set_title(t, fontsize=9)
-    im = axes[3].imshow(np.ma.masked_where(~valid, err), cmap=cfg.eval.error_colormap, vmin=0, vmax=0.5)
-    axes[3].set_title("|pred − gt| / gt (masked: invalid gt)", fontsize=9)
-    fig.colorbar(im, ax=axes[3], fraction=0.025)
-    for ax in axes:
-        ax.axis("off")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, format="png", dpi=90)
-    plt.close(fig)
-    return path
+def breakdown_table(results: dict[str, dict[str, EvalResult]]) -> pd.DataFrame:
+    """Per (benchmark, model): scale-aligned AbsRel and δ1, and AbsRel per scene kind."""
+    rows = []
+    for name, per in results.items():
+        for bench, r in sorted(per.items()):
+            rows.append({"benchmark": bench, "model": name, "scene kind": "all", "n_images": int(r.metrics["n_images"]),
+                         "abs_rel": r.metrics["abs_rel"], "abs_rel_aligned": r.aligned.get("abs_rel", float("nan")),
+                         "median_log_ratio": float("nan")})
+            for kind, d in r.by_kind.items():
+                rows.append({"benchmark": bench, "model": name, "scene kind": kind, "n_images": int(d["n"]),
+                             "abs_rel": d["abs_rel"], "abs_rel_aligned": d["abs_rel_aligned"],
+                             "median_log_ratio": d["median_log_ratio"]})
+    return pd.DataFrame(rows)
 
 
 def _html_page(title: str, sections: list[tuple[str, str]]) -> str:
@@ -312,7 +220,7 @@ def write_report(
 ) -> tuple[Path, Path, Path]:
     """Write `reports/<label>/` atomically (a temporary folder renamed into place) and point
     `reports/latest` at it. Returns (folder, report.md, report.html)."""
-    from dap_model.compare import plot_comparison
+    from dap_model.evaluation.compare import plot_comparison
 
     root = Path(reports_dir) if reports_dir else project_dir() / "reports"
     root.mkdir(parents=True, exist_ok=True)
@@ -330,6 +238,7 @@ def write_report(
         if comparison is not None and not comparison.empty:
             cmp_png = plot_comparison(comparison, figs / "comparison.png")
         mt, rt, pt = metric_table(results, models, cfg), range_table(results), published_table()
+        bt = breakdown_table(results)
         model_df = pd.DataFrame([{"model": m.name, "stage": m.stage, "version": m.version or "",
                                   "mlflow run": m.run_id or "", "checkpoint": m.checkpoint} for m in models])
         gate_rows = pd.DataFrame(gate.rows) if gate.rows else pd.DataFrame()
@@ -347,6 +256,8 @@ def write_report(
               "## Champion gate", "", gate_text, ""]
         if not gate_rows.empty:
             md += [_md_table(gate_rows), ""]
+        md += ["## Scale-aligned error and scene kinds (prediction scaled by median(gt) / median(pred); "
+               "median log(pred / gt) > 0: too far)", "", _md_table(bt), ""]
         md += ["## Range-binned errors (pixels pooled per ground-truth range)", "", _md_table(rt), ""]
         if comparison is not None and not comparison.empty:
             md += ["## MLflow runs side by side", "", _md_table(comparison.reset_index()), "",
@@ -363,6 +274,7 @@ def write_report(
             ("Metrics (with DAP's published numbers for reference)", _html_table(mt)),
             ("Champion gate", f"<p class='{'ok' if gate.passed else 'fail'}'>{html.escape(gate_text.replace('**', ''))}</p>"
              + (_html_table(gate_rows) if not gate_rows.empty else "")),
+            ("Scale-aligned error and scene kinds", _html_table(bt)),
             ("Range-binned errors", _html_table(rt)),
         ]
         if cmp_png is not None:
@@ -419,7 +331,7 @@ def run_benchmark_report(
     final model is better, write the report."""
     import mlflow
 
-    from dap_model.compare import comparison_table, fetch_runs
+    from dap_model.evaluation.compare import comparison_table, fetch_runs
     from dap_model.errors import DapError
     from dap_model.tracking import setup_mlflow
     from dap_model.training.tracking import log_metrics_to_run, set_alias
@@ -450,7 +362,7 @@ def run_benchmark_report(
     logged = []
     for m in models:
         if m.run_id:
-            log_metrics_to_run(cfg, m.run_id, run_metrics(results[m.name]))
+            log_metrics_to_run(cfg, m.run_id, {k: v for r in results[m.name].values() for k, v in r.flat().items()})
             logged.append(m.run_id)
     gate = champion_gate(cfg, results[final], results.get("champion") if champ else None,
                          final_entry.version, champ.version if champ else None)
@@ -473,79 +385,3 @@ def run_benchmark_report(
     return ReportResult(folder, md, page, results, skipped, gate, logged)
 
 
-def find_training_run(cfg: DapConfig, stage: str, pipeline_run: str) -> tuple[str | None, str | None]:
-    """(run id, registered version) of the `stage` training run tagged with `pipeline_run` (the
-    Dagster run that materialised it), newest first; (None, None) when there is none."""
-    from mlflow import MlflowClient
-
-    from dap_model.compare import PIPELINE_TAG, STAGE_TAG
-
-    client = MlflowClient()
-    exp = client.get_experiment_by_name(cfg.mlflow.experiment)
-    if exp is None or not pipeline_run:
-        return None, None
-    runs = client.search_runs([exp.experiment_id], filter_string=(
-        f"tags.`{STAGE_TAG}` = '{stage}' and tags.`{PIPELINE_TAG}` = '{pipeline_run}'"),
-        order_by=["attributes.start_time DESC"], max_results=1)
-    if not runs:
-        return None, None
-    run_id = runs[0].info.run_id
-    return run_id, registered_version(cfg, run_id)
-
-
-def registered_version(cfg: DapConfig, run_id: str) -> str | None:
-    from mlflow import MlflowClient
-
-    found = MlflowClient().search_model_versions(
-        f"name = '{cfg.mlflow.registered_model}' and run_id = '{run_id}'")
-    return str(max(int(v.version) for v in found)) if found else None
-
-
-def model_entry_from_metadata(name: str, stage: str, meta: dict[str, Any], store,
-                              registered_model: str = "dap-depth", *, cfg: DapConfig | None = None,
-                              pipeline_run: str = "") -> ModelEntry:
-    """A `ModelEntry` from a training asset's materialisation metadata: the MLflow run id
-    (`run_id` / `mlflow_run_id`), the registered version (`model_version` / `version`) and the
-    checkpoint, in this order: an explicit `checkpoint` (local path, MLflow model URI), the
-    registered version `models:/<name>/<version>`, the data-store key `model_key` /
-    `checkpoint_key`, else the stage's published `models/<stage>/model.safetensors`. With `cfg`,
-    missing MLflow ids are looked up: the run tagged `dap.stage` = stage and `dap.pipeline_run`
-    = `pipeline_run` (the Dagster run that materialised the asset), and its registered version."""
-    from dap_model.inference import is_mlflow_uri
-
-    def pick(*keys: str) -> str | None:
-        for k in keys:
-            v = meta.get(k)
-            if v not in (None, "", "none", "None"):
-                return str(v)
-        return None
-
-    run_id = pick("run_id", "mlflow_run_id")
-    version = pick("model_version", "version", "registered_version")
-    if cfg is not None and run_id is None:  # metadata without MLflow ids: find the run by its tags
-        run_id, found = find_training_run(cfg, stage, pipeline_run)
-        version = version or found
-    elif cfg is not None and version is None and run_id:
-        version = registered_version(cfg, run_id)
-    ckpt = pick("checkpoint", "checkpoint_uri", "model_uri")
-    if ckpt is None and version is not None:  # immutable, unlike a store key that the next run overwrites
-        ckpt = f"models:/{registered_model}/{version}"
-    if ckpt is None:
-        ckpt = pick("checkpoint_key", "model_key") or f"models/{stage}/model.safetensors"
-    if is_mlflow_uri(ckpt):
-        return ModelEntry(name, stage, ckpt, run_id, version)
-    if ckpt.startswith("file://"):
-        ckpt = ckpt[len("file://"):]
-    if Path(ckpt).is_absolute():
-        if not Path(ckpt).exists():
-            raise InputError(f"{name}: checkpoint {ckpt} not found")
-        return ModelEntry(name, stage, ckpt, run_id, version)
-    key = ckpt  # a data-store key or URI (s3://bucket/prefix/key)
-    base = store.uri("x")[:-1]
-    if key.startswith(base):
-        key = key[len(base):]
-    try:
-        ckpt = str(store.fetch(key))
-    except Exception as err:
-        raise InputError(f"{name}: checkpoint {ckpt!r} not found in the data store ({err})") from None
-    return ModelEntry(name, stage, ckpt, run_id, version)
