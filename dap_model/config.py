@@ -229,6 +229,10 @@ class SynthesisConfig(Section):
 class ModelConfig(Section):
     """The DAP network (`dap_model.models`): backbone + two distortion-aware DPT heads."""
 
+    architecture: Literal["dap", "dap_release"] = Field(
+        "dap", description="dap = this project's network; dap_release = DAP's released network "
+        "(docs/release.md), normally read from a release file rather than set by hand"
+    )
     backbone: str = Field(
         "vit_small_patch16_dinov3",
         description="registry name (dap_model.models.available_backbones()): timm vit_*_dinov3, "
@@ -354,6 +358,10 @@ class TrainConfig(Section):
     pseudo_scale: Literal["metric", "aligned"] = Field(
         "metric", description="how a pseudo-label supervises: metric = as a labelled sample; aligned = rescaled "
         "to the prediction's median first (no gradient), so it teaches shape and the labelled data alone metric scale"
+    )
+    init_from: str = Field(
+        "", description="start every training from this checkpoint: a DAP release model.pth or a "
+        "model.safetensors (its network replaces the model section); empty = model.pretrained"
     )
     init_from_previous: bool = Field(
         False, description="stage 2/3 start from the previous stage's weights (off: every stage has the same budget from the same init)"

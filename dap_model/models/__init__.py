@@ -1,7 +1,9 @@
-"""The DAP network and its parts: backbone registry, DPT decoder, the model, the discriminator."""
+"""The DAP network and its parts: backbone registry, DPT decoder, the model, the discriminator;
+DAP's released network (`dap_release`, `model.architecture=dap_release`)."""
 
 from dap_model.models.backbones import available_backbones, build_backbone, register_backbone
 from dap_model.models.dap import DapModel, build_model, load_model, save_model
+from dap_model.models.dap_release import DapReleaseModel, is_release_file, load_release
 from dap_model.models.discriminator import (
     PatchDiscriminator,
     build_discriminator,
@@ -11,6 +13,7 @@ from dap_model.models.discriminator import (
 
 __all__ = [
     "DapModel",
+    "DapReleaseModel",
     "PatchDiscriminator",
     "available_backbones",
     "build_backbone",
@@ -18,6 +21,8 @@ __all__ = [
     "build_model",
     "discriminator_loss",
     "generator_loss",
+    "is_release_file",
+    "load_release",
     "load_model",
     "register_backbone",
     "save_model",

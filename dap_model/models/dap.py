@@ -94,10 +94,13 @@ class DapModel(nn.Module):
             "mask_logits": mask_logits,
         }
 
+    def in_range(self, out: dict[str, Tensor]) -> Tensor:
+        """[B,1,H,W] bool: the pixels the mask rule keeps, P(within the largest range) ≥ mask_threshold."""
+        return torch.sigmoid(out["mask_logits"][:, -1:]) >= self.cfg.mask_threshold
+
     def apply_mask_rule(self, out: dict[str, Tensor]) -> Tensor:
-        """[B,1,H,W] metres, 0 where P(within the largest range) < mask_threshold."""
-        keep = torch.sigmoid(out["mask_logits"][:, -1:]) >= self.cfg.mask_threshold
-        return torch.where(keep, out["depth"], torch.zeros_like(out["depth"]))
+        """[B,1,H,W] metres, 0 where the pixel is not `in_range`."""
+        return torch.where(self.in_range(out), out["depth"], torch.zeros_like(out["depth"]))
 
     @torch.no_grad()
     def predict(self, rgb: Tensor) -> Tensor:
@@ -111,7 +114,12 @@ class DapModel(nn.Module):
 
 
 def build_model(cfg: ModelConfig, backbone_arch: dict[str, Any] | None = None) -> DapModel:
-    """Backbone from the registry (pretrained weights per `cfg.pretrained`) + fresh decoders."""
+    """Backbone from the registry (pretrained weights per `cfg.pretrained`) + fresh decoders;
+    `cfg.architecture == "dap_release"`: DAP's released network (`models.dap_release`)."""
+    if cfg.architecture == "dap_release":
+        from dap_model.models.dap_release import build_release_model
+
+        return build_release_model(cfg, backbone_arch)
     backbone = build_backbone(
         cfg.backbone,
         taps=list(cfg.taps),
