@@ -1,64 +1,64 @@
-"""dvc.yaml from the asset graph: one stage per materialisable asset (same name), deps = the
-outputs of its upstream assets, params = the knob sections it reads, cmd = the asset itself run
-by `dap_assets.pipeline` with `--profile params.yaml`.
+"""dvc.yaml from the asset graph and one table, `STAGES`: one stage per materialisable asset (same
+name), deps = the outputs of its upstream assets, params = the config sections the asset reads,
+outs = the store prefixes it writes; cmd = the asset itself, materialised in-process by `--run`
+with `params.yaml` as its profile.
 
-    python -m dap_assets.dvc_stages            # print
-    python -m dap_assets.dvc_stages --write    # rewrite dvc.yaml
-    python -m dap_assets.dvc_stages --check    # exit 1 if dvc.yaml is stale
+    python -m dap_assets.dvc_stages                 # print dvc.yaml
+    python -m dap_assets.dvc_stages --write         # rewrite dvc.yaml
+    python -m dap_assets.dvc_stages --check         # exit 1 if dvc.yaml is stale
+    python -m dap_assets.dvc_stages --run ASSET     # what a stage runs (every partition of a partitioned asset)
+
+`reads` names whole `DapConfig` sections: a stage re-runs when any knob of a section it reads
+changes. `tests/test_ops_dvc.py` checks each entry against the code the asset calls (an ast
+walk from the asset function, `tests/config_reads.py`). Sections that only say where things live
+(`PLACEMENT`: the data store, the MLflow server, the DVC remote) are not stage parameters.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-STAGE_OUTS: dict[str, list[str]] = {
-    "airsim360_scenes": ["data/airsim360"],
-    "labeled_panoramas": ["data/labeled"],
-    "web_video_manifest": ["data/web/manifest.parquet", "data/web/default", "data/web/gt", "data/web/test"],
-    "web_videos": ["data/web/videos"],
-    "web_frames": ["data/web/frames"],
-    "dit360_indoor": ["data/synth"],
-    "scene_tags": ["data/pool/scene_tags.parquet"],
-    "unlabeled_pool": ["data/pool/manifest.parquet"],
-    "scene_invariant_labeler": ["data/models/stage1"],
-    "stage1_pseudo_labels": ["data/pseudo/stage1"],
-    "depth_discriminator": ["data/models/discriminator"],
-    "curated_pseudo_labels": ["data/pseudo/curated"],
-    "realism_invariant_labeler": ["data/models/stage2"],
-    "stage2_pseudo_labels": ["data/pseudo/stage2"],
-    "dap_depth_model": ["data/models/stage3"],
-    "perspective_pseudo_labels": ["data/distill"],
-    "benchmark_report": ["reports"],
-}
+PARAMS_FILE = "params.yaml"
+PLACEMENT = ("storage", "mlflow", "dvc")  # read by every stage that stores or tracks; never stage params
 
-STAGE_PARAMS: dict[str, list[str]] = {
-    "airsim360_scenes": ["sim"],
-    "labeled_panoramas": ["ingest"],
-    "web_video_manifest": ["video"],
-    "web_videos": ["video"],
-    "web_frames": ["video"],
-    "dit360_indoor": ["synthesis"],
-    "scene_tags": ["tagging"],
-    "unlabeled_pool": ["tagging"],
-    "scene_invariant_labeler": ["model", "loss", "train"],
-    "stage1_pseudo_labels": ["model"],
-    "depth_discriminator": ["curation"],
-    "curated_pseudo_labels": ["curation"],
-    "realism_invariant_labeler": ["model", "loss", "train"],
-    "stage2_pseudo_labels": ["model"],
-    "dap_depth_model": ["model", "loss", "train"],
-    "perspective_pseudo_labels": ["distill"],
-    "benchmark_report": ["eval"],
+
+@dataclass(frozen=True)
+class Stage:
+    outs: tuple[str, ...]   # paths under the project folder (store keys under `storage.root`)
+    reads: tuple[str, ...]  # DapConfig sections the asset's code reads, PLACEMENT left out
+
+
+STAGES: dict[str, Stage] = {
+    "airsim360_scenes": Stage(("data/airsim360",), ("sim",)),
+    "labeled_panoramas": Stage(("data/labeled",), ("ingest",)),
+    "web_video_manifest": Stage(("data/web/manifest.parquet", "data/web/default", "data/web/gt", "data/web/test"),
+                                ("video",)),
+    "web_videos": Stage(("data/web/videos",), ("video",)),
+    "web_frames": Stage(("data/web/frames",), ("video",)),
+    "dit360_indoor": Stage(("data/synth",), ("synthesis",)),
+    "scene_tags": Stage(("data/pool/scene_tags.parquet",), ("tagging",)),
+    "unlabeled_pool": Stage(("data/pool/manifest.parquet",), ()),
+    "scene_invariant_labeler": Stage(("data/models/stage1",), ("model", "loss", "train", "eval", "distill")),
+    "stage1_pseudo_labels": Stage(("data/pseudo/stage1",), ("train", "curation", "ingest")),
+    "depth_discriminator": Stage(("data/models/discriminator",), ("discriminator", "curation", "train")),
+    "curated_pseudo_labels": Stage(("data/pseudo/curated",), ("curation", "ingest")),
+    "realism_invariant_labeler": Stage(("data/models/stage2",), ("model", "loss", "train", "eval", "distill")),
+    "stage2_pseudo_labels": Stage(("data/pseudo/stage2",), ("train", "curation", "ingest")),
+    "dap_depth_model": Stage(("data/models/stage3",), ("model", "loss", "train", "eval", "distill")),
+    "perspective_pseudo_labels": Stage(("data/distill",), ("distill", "train", "ingest")),
+    "benchmark_report": Stage(("reports",), ("eval", "train")),
 }
 
 HEADER = """\
-# DVC's view of the asset graph, generated by `python -m dap_assets.dvc_stages --write`: one stage
-# per Dagster asset (same name), deps = the outputs of the upstream assets, params = the knob
-# sections the asset reads from params.yaml (`dap dvc params --profile tiny --out params.yaml`).
+# DVC's view of the asset graph, generated by `python -m dap_assets.dvc_stages --write` from the
+# Dagster asset graph and the STAGES table in dap_assets/dvc_stages.py: one stage per asset (same
+# name), deps = the outputs of the upstream assets, params = the config sections the asset reads
+# from params.yaml (`dap dvc params --profile tiny --out params.yaml`), outs = what it writes.
 # Each stage runs exactly the asset's code, in-process, without Dagster services.
 """
 
@@ -74,24 +74,22 @@ def stages(graph) -> dict[str, dict]:
         if not node.is_materializable:
             continue
         name = key.to_user_string()
-        if name not in STAGE_OUTS or name not in STAGE_PARAMS:
+        if name not in STAGES:
             missing.append(name)
             continue
         deps: list[str] = []
         for parent in sorted(node.parent_keys, key=lambda k: k.to_user_string()):
-            if graph.get(parent).is_materializable:
-                deps += STAGE_OUTS[parent.to_user_string()]
-        stage: dict = {"cmd": f"python -m dap_assets.pipeline --profile params.yaml --select {name}"}
+            if graph.get(parent).is_materializable and parent.to_user_string() in STAGES:
+                deps += STAGES[parent.to_user_string()].outs
+        stage: dict = {"cmd": f"python -m dap_assets.dvc_stages --run {name}"}
         if deps:
             stage["deps"] = deps
-        stage["params"] = STAGE_PARAMS[name]
-        stage["outs"] = STAGE_OUTS[name]
+        if STAGES[name].reads:
+            stage["params"] = sorted(STAGES[name].reads)  # keys of params.yaml (DVC's default file)
+        stage["outs"] = list(STAGES[name].outs)
         out[name] = stage
     if missing:
-        raise KeyError(
-            f"asset(s) {', '.join(missing)} have no DVC outputs/params: add them to "
-            "STAGE_OUTS and STAGE_PARAMS in dap_assets/dvc_stages.py"
-        )
+        raise KeyError(f"asset(s) {', '.join(missing)} have no DVC stage: add them to STAGES in dap_assets/dvc_stages.py")
     return out
 
 
@@ -103,12 +101,58 @@ def render(graph=None) -> str:
     return HEADER + yaml.safe_dump({"stages": stages(graph)}, sort_keys=False, width=120)
 
 
+def run_stage(name: str) -> int:
+    """Materialise one asset into the Dagster instance at $DAGSTER_HOME with `params.yaml` as the
+    profile; a partitioned asset runs once per partition (new manifest rows are registered first,
+    by the function the new-video sensor uses). Exit status 1 when any run fails."""
+    import os
+
+    from dagster import AssetKey, AssetSelection, DagsterInstance, materialize
+
+    from dap_assets.assets.web import WEB_VIDEOS, new_video_partitions
+    from dap_assets.definitions import defs
+    from dap_assets.resources import default_resources
+    from dap_model.config import load_config, project_dir
+    from dap_model.storage import open_store
+
+    if name not in STAGES:
+        print(f"unknown stage {name!r}; stages: {', '.join(STAGES)}", file=sys.stderr)
+        return 2
+    cfg = load_config(PARAMS_FILE)
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(project_dir() / ".dagster")))
+    home.mkdir(parents=True, exist_ok=True)
+    resources = default_resources(profile=PARAMS_FILE)
+    node = defs.resolve_asset_graph().get(AssetKey(name))
+    with DagsterInstance.get() as instance:
+        partitions: list[str | None] = [None]
+        if node.partitions_def is not None:
+            new, _, _ = new_video_partitions(instance, cfg, open_store(cfg.storage))
+            if new:
+                instance.add_dynamic_partitions(WEB_VIDEOS.name, new)
+            partitions = list(node.partitions_def.get_partition_keys(dynamic_partitions_store=instance))
+        failed = []
+        for pk in partitions:
+            result = materialize(
+                [*defs.assets, *(defs.asset_checks or [])], selection=AssetSelection.assets(name),
+                instance=instance, resources=resources, partition_key=pk, raise_on_error=False,
+                tags={"dap.profile": PARAMS_FILE, "dap.launched_by": "dvc"},
+            )
+            label = name + (f" [{pk}]" if pk else "")
+            print(f"{label}: {'ok' if result.success else 'FAILED'} (Dagster run {result.run_id})", flush=True)
+            if not result.success:
+                failed.append(label)
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m dap_assets.dvc_stages", description=__doc__.split("\n\n")[0])
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--write", action="store_true", help=f"rewrite {DVC_YAML.name}")
     mode.add_argument("--check", action="store_true", help=f"exit 1 if {DVC_YAML.name} is stale")
+    mode.add_argument("--run", metavar="ASSET", help=f"materialise one asset with {PARAMS_FILE} (a stage's cmd)")
     args = p.parse_args(argv)
+    if args.run:
+        return run_stage(args.run)
     text = render()
     if args.check:
         if DVC_YAML.read_text() != text:

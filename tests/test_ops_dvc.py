@@ -5,6 +5,7 @@ DVC lives in `.venv-dvc` (its hydra pin breaks Dagster) and is only called throu
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -84,18 +85,90 @@ def test_dvc_stages_are_the_assets_with_the_same_edges():
 
 
 def test_dvc_stages_run_their_asset_with_params_yaml_and_read_existing_knob_sections():
-    sections = set(DapConfig.model_fields)
+    from dap_assets.dvc_stages import PLACEMENT
+
+    sections = set(DapConfig.model_fields) - {"profile"}
     all_outs: list[Path] = []
     for name, st in STAGES.items():
-        assert st["cmd"].split()[-2:] == ["--select", name]
-        assert "--profile params.yaml" in st["cmd"]
-        assert set(st.get("params", [])) <= sections, f"{name}: unknown params {st['params']}"
+        assert st["cmd"] == f"python -m dap_assets.dvc_stages --run {name}"
+        assert set(st.get("params", [])) <= sections - set(PLACEMENT), f"{name}: params {st.get('params')}"
         assert st["outs"], f"{name} has no outputs"
         all_outs += [Path(o) for o in st["outs"]]
     for a in all_outs:
         for b in all_outs:
             assert a == b or not (a in b.parents or b in a.parents), f"overlapping outputs {a} and {b}"
     assert len(set(all_outs)) == len(all_outs)
+
+
+# Assets whose work runs in another process: (module, function) of that process's entry point;
+# the asset's own module must name it (so a change of launcher fails here, not silently).
+SUBPROCESS_ENTRIES = {"dap_depth_model": ("dap_model.training.launch", "run_args")}
+
+
+def test_each_stage_declares_exactly_the_config_sections_its_code_reads():
+    """ast walk from every asset function through the dap_model calls it makes with the config
+    (`tests/config_reads.py`): the sections read, less PLACEMENT, are the stage's `reads`."""
+    import inspect
+
+    from tests.config_reads import ConfigReads
+    from dap_assets.dvc_stages import PLACEMENT, STAGES as DECLARED
+
+    analysis = ConfigReads()
+    graph = _graph()
+    from dap_assets.definitions import defs
+
+    fns = {k.to_user_string(): a.op.compute_fn.decorated_fn for a in defs.assets for k in a.keys}
+    checked = 0
+    for name, spec in DECLARED.items():
+        fn = fns[name]
+        reads = analysis.reads_of(fn.__module__, fn.__name__)
+        sections, escapes = set(reads.sections), set(reads.escapes)
+        if name in SUBPROCESS_ENTRIES:
+            module, entry = SUBPROCESS_ENTRIES[name]
+            assert module in inspect.getsource(sys.modules[fn.__module__]), f"{name} no longer launches {module}"
+            sub = analysis.reads_of(module, entry)
+            sections |= sub.sections
+            escapes |= sub.escapes
+        assert not escapes, f"{name}: the config goes where the analysis cannot follow: {sorted(escapes)}"
+        assert set(spec.reads) == sections - set(PLACEMENT), (
+            f"{name}: declared {sorted(spec.reads)}, its code reads {sorted(sections - set(PLACEMENT))} "
+            f"(through {len(reads.functions)} functions): fix STAGES in dap_assets/dvc_stages.py, then "
+            "`python -m dap_assets.dvc_stages --write`"
+        )
+        assert graph.get(dg.AssetKey(name)).is_materializable
+        checked += 1
+    assert checked == len(DECLARED) >= 17
+
+
+def test_the_config_read_analysis_follows_calls_and_reports_what_it_cannot_follow(tmp_path, monkeypatch):
+    """The analysis itself on a small package: a read through two calls is found, a config
+    handed to an outside function is an escape, a config that is never passed adds nothing."""
+    from tests import config_reads
+
+    pkg = tmp_path / "dap_model"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "lib.py").write_text(
+        "import json\n"
+        "from dap_model.config import DapConfig\n"
+        "def leaf(c):\n    return c.curation.pseudo_views\n"
+        "def middle(x, cfg):\n    return leaf(cfg) + x\n"
+        "def outside(cfg):\n    return json.dumps(cfg)\n"
+        "def untouched(cfg, other):\n    return other.train\n"
+    )
+    (tmp_path / "dap_assets").mkdir()
+    (tmp_path / "dap_assets" / "a.py").write_text(
+        "from dap_model.lib import middle, outside, untouched\n"
+        "def one(dap: DapConfigResource):\n    cfg = dap.get()\n    return middle(1, cfg=cfg), untouched(cfg, None)\n"
+        "def two(dap: DapConfigResource):\n    return outside(dap.get()), dap.get().sim.seed\n"
+    )
+    monkeypatch.setattr(config_reads, "ROOT", tmp_path)
+    analysis = config_reads.ConfigReads()
+    one = analysis.reads_of("dap_assets.a", "one")
+    assert one.sections == {"curation"} and not one.escapes
+    assert {"dap_model.lib:leaf", "dap_model.lib:middle", "dap_model.lib:untouched"} <= one.functions
+    two = analysis.reads_of("dap_assets.a", "two")
+    assert two.sections == {"sim"} and any("json.dumps" in e for e in two.escapes), two.escapes
 
 
 @needs_dvc
@@ -159,6 +232,77 @@ def test_dvc_push_and_pull_round_trip_through_the_s3_remote(s3_env, tmp_path):
     for name, data in payload.items():
         assert (repo / "data" / "labeled" / name).read_bytes() == data
     assert dvc_hash(repo / "data" / "labeled") == version
+
+
+def _changed_knob(tree: dict, section: str) -> str:
+    """Change the first scalar knob of `section` in a params tree in place; return its dotted name."""
+    for knob, value in tree[section].items():
+        if isinstance(value, bool):
+            tree[section][knob] = not value
+        elif isinstance(value, (int, float)):
+            tree[section][knob] = value + 1
+        elif isinstance(value, str):
+            tree[section][knob] = value + "x"
+        else:
+            continue
+        return f"{section}.{knob}"
+    raise AssertionError(f"section {section} has no scalar knob")
+
+
+@needs_dvc
+@pytest.mark.slow
+def test_dvc_status_reports_exactly_the_stages_that_read_a_changed_knob(tmp_path):
+    """The committed dvc.yaml in a scratch project whose outputs exist and are recorded
+    (`dvc commit`, nothing runs): changing one knob of a section makes `dvc status` name the
+    stages that read that section and no other; a knob of a placement section names none."""
+    from dap_assets.dvc_stages import PLACEMENT, STAGES as DECLARED
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
+    base = params_yaml(load_config("test"))
+    (repo / "params.yaml").write_text(base)
+    for st in STAGES.values():
+        for out in map(Path, st["outs"]):
+            target = repo / out
+            if out.suffix:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(str(out))
+            else:
+                target.mkdir(parents=True, exist_ok=True)
+                (target / "part-0").write_text(str(out))
+    env = _repro_env(repo)
+    _dvc(["init", "--no-scm", "-q"], repo, env)
+    _dvc(["commit", "-f", "-q"], repo, env)
+    assert json.loads(_dvc(["status", "--json"], repo, env)) == {}
+
+    def stages_after(change) -> set[str]:
+        tree = yaml.safe_load(base)
+        knob = change(tree)
+        (repo / "params.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
+        status = json.loads(_dvc(["status", "--json"], repo, env))
+        (repo / "params.yaml").write_text(base)
+        hit = set()
+        for stage, entries in status.items():
+            for entry in entries:
+                changed = entry.get("changed deps", {}) if isinstance(entry, dict) else {}
+                assert set(changed) <= {"params.yaml"}, (knob, stage, entry)
+                if changed:
+                    hit.add(stage)
+        return hit
+
+    def set_height(tree):
+        tree["train"]["height"] += 16
+        return "train.height"
+
+    assert "stage1_pseudo_labels" in stages_after(set_height)
+    sections = [n for n, v in yaml.safe_load(base).items() if isinstance(v, dict)]
+    for section in sections:
+        readers = {name for name, spec in DECLARED.items() if section in spec.reads}
+        assert stages_after(lambda tree: _changed_knob(tree, section)) == readers, section
+        if section in PLACEMENT:
+            assert not readers
+    assert {s for spec in DECLARED.values() for s in spec.reads} <= set(sections)
 
 
 def test_dvc_remote_errors_name_the_command(tmp_path):
