@@ -1,9 +1,13 @@
 """Inference: resolve a checkpoint (file, folder or MLflow model URI), predict metric depth for
 ERP images, write it colourised (`evaluation.figures.colourise`) and as a coloured point cloud.
 
+Checkpoints: the project's `model.safetensors` (file, folder, MLflow URI) or a DAP release
+`model.pth` (recognised by its `core.pretrained.model.*` keys, `models.dap_release`).
+
 Resolution: the input is resized (bilinear, horizontally periodic) to h × 2h, h = `eval.height`
-(0 = `train.height`) rounded to the backbone's patch size; the prediction [B,1,h,2h] goes back
-to the input / ground-truth size with `eval.upsample`:
+(0 = `train.height`; for DAP's release network 0 = the image's own size) rounded to the
+backbone's patch size; the prediction [B,1,h,2h] goes back to the input / ground-truth size with
+`eval.upsample`:
 - `bilinear_valid`: bilinear (periodic across the seam) of depth·valid and of valid, divided,
   where the interpolated validity is ≥ 0.5; elsewhere 0 (invalid). Invalid (0 = sky / beyond
   range) predictions never blend into valid ones.
@@ -47,19 +51,23 @@ def _find_checkpoint(folder: Path, spec: str) -> Path:
 
 
 def load_checkpoint(spec: str, cfg: DapConfig, device: str | torch.device = "cpu"):
-    """A `DapModel` from a `.safetensors` file, a folder holding one, or an MLflow URI
-    (`models:/dap-depth@champion`, `models:/dap-depth/3`, `runs:/<id>/model`).
+    """A `DapModel` from a `.safetensors` file, a folder holding one, a DAP release `model.pth`,
+    or an MLflow URI (`models:/dap-depth@champion`, `models:/dap-depth/3`, `runs:/<id>/model`).
 
     MLflow: only the safetensors checkpoint that the trainer logs beside the model
     (`<model>/extra_files/model.safetensors`) is downloaded and loaded; the pickled/exported
     MLflow flavour is never loaded."""
-    from dap_model.models import load_model
+    from dap_model.models import is_release_file, load_model, load_release
 
     spec = str(spec)
     if not is_mlflow_uri(spec):
         path = Path(spec).expanduser()
         if not path.exists():
             raise InputError(f"{path}: checkpoint not found")
+        if path.is_file() and path.suffix != CHECKPOINT_SUFFIX:
+            if not is_release_file(path):
+                raise InputError(f"{path}: neither a {CHECKPOINT_SUFFIX} checkpoint nor a DAP release state dict")
+            return load_release(path, map_location=device)
         file = path if path.is_file() else _find_checkpoint(path, str(path))
         return load_model(file, map_location=device).eval()
 
@@ -90,9 +98,24 @@ def load_checkpoint(spec: str, cfg: DapConfig, device: str | torch.device = "cpu
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def inference_height(cfg: DapConfig, patch_size: int) -> int:
-    h = cfg.eval.height or cfg.train.height
-    return max(patch_size, int(round(h / patch_size)) * patch_size)
+def round_to_patch(n: int, patch_size: int) -> int:
+    return max(patch_size, int(round(n / patch_size)) * patch_size)
+
+
+def inference_height(cfg: DapConfig, model) -> int:
+    """`eval.height`, else 0 (each image at its own size) for a model with `native_resolution`
+    (DAP's release network), else `train.height`; rounded to the model's patch size."""
+    if not cfg.eval.height and getattr(model, "native_resolution", False):
+        return 0
+    return round_to_patch(cfg.eval.height or cfg.train.height, model.patch_size)
+
+
+def input_size(hw: tuple[int, int], height: int, patch_size: int) -> tuple[int, int]:
+    """Network input size of an image [H,W]: (height, 2·height), or with height 0 its own H, W
+    rounded to the patch size."""
+    if height:
+        return height, 2 * height
+    return round_to_patch(hw[0], patch_size), round_to_patch(hw[1], patch_size)
 
 
 def periodic_resize(x: Tensor, size: tuple[int, int]) -> Tensor:
@@ -127,33 +150,88 @@ def to_input(rgbs: Sequence[np.ndarray], size: tuple[int, int]) -> Tensor:
 
 
 @torch.no_grad()
+def predict_outputs(model, rgbs: Sequence[np.ndarray], height: int, out_sizes: Sequence[tuple[int, int]],
+                    upsample: str, device: torch.device) -> list[dict[str, np.ndarray]]:
+    """For each RGB, at its `out_sizes` entry ([H_i,W_i] float32 unless noted):
+    `depth` metres after the model's mask rule (0 = invalid; DAP's release: 100 m beyond range),
+    `in_range` bool (the mask rule keeps the pixel), `pred_depth` the depth head's raw output
+    (depth / `max_depth_m`), `pred_mask` P(beyond the largest range). `height` 0: each image at
+    its own size (rounded to the patch size); images of one input size share a forward pass."""
+    was_training = model.training
+    model.eval()
+    sizes = [input_size(tuple(r.shape[:2]), height, model.patch_size) for r in rgbs]
+    results: list[dict[str, np.ndarray]] = [{} for _ in rgbs]
+    try:
+        for size in dict.fromkeys(sizes):
+            idx = [i for i, s in enumerate(sizes) if s == size]
+            x = to_input([rgbs[i] for i in idx], size).to(device)  # [b,3,h,w]
+            out = model(x)
+            maps = {
+                "depth": model.apply_mask_rule(out),  # [b,1,h,w]
+                "in_range": model.in_range(out).float(),
+                "pred_depth": out["depth_norm"],
+                "pred_mask": torch.sigmoid(-out["mask_logits"][:, -1:]),
+            }
+            maps = {k: v.float().cpu() for k, v in maps.items()}
+            for j, i in enumerate(idx):
+                osz = tuple(out_sizes[i])
+                res = {"depth": resize_depth(maps["depth"][j : j + 1], osz, upsample)}
+                res.update({k: periodic_resize(maps[k][j : j + 1], osz) for k in ("in_range", "pred_depth", "pred_mask")})
+                res = {k: v[0, 0].numpy().astype(np.float32) for k, v in res.items()}
+                res["in_range"] = res["in_range"] >= 0.5
+                results[i] = res
+    finally:
+        model.train(was_training)
+    return results
+
+
 def predict_batch(model, rgbs: Sequence[np.ndarray], height: int, out_sizes: Sequence[tuple[int, int]],
                   upsample: str, device: torch.device) -> list[np.ndarray]:
-    """Metric depth [H_i,W_i] float32 (0 = invalid) for each RGB, at `out_sizes`."""
-    x = to_input(rgbs, (height, 2 * height)).to(device)  # [B,3,h,2h]
-    pred = model.predict(x).float().cpu()  # [B,1,h,2h]
-    return [resize_depth(pred[i : i + 1], size, upsample)[0, 0].numpy().astype(np.float32)
-            for i, size in enumerate(out_sizes)]
+    """Metric depth [H_i,W_i] float32 (the model's mask rule applied) for each RGB, at `out_sizes`."""
+    return [o["depth"] for o in predict_outputs(model, rgbs, height, out_sizes, upsample, device)]
 
 
-def point_cloud(depth: np.ndarray, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """ERP depth [H,W] + RGB [H,W,3] → valid points [N,3] float32 (x right, y up, z forward) and
-    colours [N,3] uint8, via `geometry.depth_to_points`."""
-    from dap_model.geometry import depth_to_points
+def point_cloud(depth: np.ndarray, rgb: np.ndarray, keep: np.ndarray | None = None, max_depth_m: float = 0.0,
+                normals: bool = False, subsample: int = 1) -> dict[str, np.ndarray]:
+    """ERP depth [H,W] metres + RGB [H,W,3] → `points` [N,3] float32 (x right, y up, z forward),
+    `colours` [N,3] uint8 and with `normals` unit `normals` [N,3] float32 (facing the camera; 0
+    where the neighbourhood is not valid), via `geometry.depth_to_points/depth_to_normals`.
+    A pixel becomes a point when its depth is finite and > 0, `keep` [H,W] (the mask rule) is
+    true, depth ≤ `max_depth_m` (0 = no cap), and its row and column are multiples of `subsample`."""
+    from dap_model.geometry import depth_to_normals, depth_to_points
 
-    d = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))[None, None]  # [1,1,H,W]
-    pts, valid = depth_to_points(d, return_mask=True)  # [1,3,H,W], [1,1,H,W]
-    m = valid[0, 0].numpy()
-    return pts[0].permute(1, 2, 0).numpy()[m], rgb[m]
+    if subsample < 1:
+        raise InputError(f"subsample {subsample}: must be >= 1")
+    d = np.where(np.isfinite(depth), depth, 0).astype(np.float32)
+    m = d > 0
+    if keep is not None:
+        m &= keep
+    if max_depth_m > 0:
+        m &= d <= max_depth_m
+    d = np.where(m, d, 0).astype(np.float32)
+    dt = torch.from_numpy(d)[None, None]  # [1,1,H,W]
+    pts = depth_to_points(dt)[0].permute(1, 2, 0).numpy()  # [H,W,3]
+    grid = np.zeros_like(m)
+    grid[::subsample, ::subsample] = True
+    m &= grid
+    out = {"points": pts[m], "colours": rgb[m]}
+    if normals:
+        out["normals"] = depth_to_normals(dt)[0].permute(1, 2, 0).numpy()[m]  # [N,3]
+    return out
 
 
-def write_ply(path: str | Path, points: np.ndarray, colours: np.ndarray) -> Path:
-    """Binary little-endian PLY with float x, y, z and uchar red, green, blue (plyfile), atomic."""
+def write_ply(path: str | Path, points: np.ndarray, colours: np.ndarray, normals: np.ndarray | None = None) -> Path:
+    """Binary little-endian PLY with float x, y, z, [nx, ny, nz] and uchar red, green, blue
+    (plyfile), atomic."""
     from plyfile import PlyData, PlyElement
 
-    vertex = np.empty(len(points), dtype=[("x", "f4"), ("y", "f4"), ("z", "f4"),
-                                          ("red", "u1"), ("green", "u1"), ("blue", "u1")])
+    fields = [("x", "f4"), ("y", "f4"), ("z", "f4")]
+    if normals is not None:
+        fields += [("nx", "f4"), ("ny", "f4"), ("nz", "f4")]
+    vertex = np.empty(len(points), dtype=fields + [("red", "u1"), ("green", "u1"), ("blue", "u1")])
     vertex["x"], vertex["y"], vertex["z"] = points[:, 0], points[:, 1], points[:, 2]
+    if normals is not None:
+        vertex["nx"], vertex["ny"], vertex["nz"] = normals[:, 0], normals[:, 1], normals[:, 2]
     vertex["red"], vertex["green"], vertex["blue"] = colours[:, 0], colours[:, 1], colours[:, 2]
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -187,10 +265,14 @@ def read_image(path: Path) -> np.ndarray:
 
 
 def predict_files(model, images: Sequence[str | Path], out_dir: str | Path, cfg: DapConfig,
-                  ply: bool = False, device: torch.device | None = None) -> list[dict[str, str]]:
-    """For each ERP image write `<stem>_depth.npy` (metres, input resolution), `<stem>_depth.png`
-    (colourised) and with `ply` `<stem>.ply`. Every image is read and checked first, so a bad
-    input leaves nothing written. Returns the written paths per image."""
+                  ply: bool = False, device: torch.device | None = None, *, raw: bool = False,
+                  normals: bool = False, max_depth_m: float = 0.0, subsample: int = 1) -> list[dict[str, str]]:
+    """For each ERP image write `<stem>_depth.npy` (metres after the mask rule, input resolution),
+    `<stem>_depth.png` (colourised); with `raw` `<stem>_pred_depth.npy` (the depth head, units of
+    `max_depth_m`) and `<stem>_pred_mask.npy` (P(beyond range)); with `ply` `<stem>.ply`
+    (`point_cloud`: pixels the mask rule keeps, depth ≤ `max_depth_m` if > 0, every `subsample`-th
+    row/column, normals on request). Every image is read and checked first, so a bad input leaves
+    nothing written. Returns the written paths per image."""
     from dap_model.accel import resolve_device
     from dap_model.evaluation.figures import colourise
 
@@ -207,22 +289,29 @@ def predict_files(model, images: Sequence[str | Path], out_dir: str | Path, cfg:
         if w != 2 * h:
             raise InputError(f"{p}: {h}x{w} is not an equirectangular panorama (width must be 2 x height)")
         rgbs.append(rgb)
-    height = inference_height(cfg, model.patch_size)
+    if subsample < 1:
+        raise InputError(f"--subsample {subsample}: must be >= 1")
+    height = inference_height(cfg, model)
     out = Path(out_dir)
     written = []
     bs = cfg.eval.batch_size
     for i in range(0, len(paths), bs):
         chunk = rgbs[i : i + bs]
-        preds = predict_batch(model, chunk, height, [r.shape[:2] for r in chunk], cfg.eval.upsample, device)
-        for p, rgb, depth in zip(paths[i : i + bs], chunk, preds):
+        preds = predict_outputs(model, chunk, height, [r.shape[:2] for r in chunk], cfg.eval.upsample, device)
+        for p, rgb, pred in zip(paths[i : i + bs], chunk, preds):
+            depth = pred["depth"]
             rec = {
                 "image": str(p),
                 "depth_npy": str(save_npy(out / f"{p.stem}_depth.npy", depth)),
                 "depth_png": str(save_png(out / f"{p.stem}_depth.png",
                                           colourise(depth, cfg.eval.colormap, cfg.eval.colour_max_m))),
             }
+            if raw:
+                rec["pred_depth_npy"] = str(save_npy(out / f"{p.stem}_pred_depth.npy", pred["pred_depth"]))
+                rec["pred_mask_npy"] = str(save_npy(out / f"{p.stem}_pred_mask.npy", pred["pred_mask"]))
             if ply:
-                pts, cols = point_cloud(depth, rgb)
-                rec["ply"] = str(write_ply(out / f"{p.stem}.ply", pts, cols))
+                pc = point_cloud(depth, rgb, pred["in_range"], max_depth_m, normals, subsample)
+                rec["ply"] = str(write_ply(out / f"{p.stem}.ply", pc["points"], pc["colours"], pc.get("normals")))
+                rec["points"] = str(len(pc["points"]))
             written.append(rec)
     return written

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from dap_model.cli import add_config_arguments, config_from_args
+from dap_model.cli import add_config_arguments
 
 NAME = "evaluate"
 HELP = "evaluate a checkpoint on a benchmark (per-image metrics averaged over images) -> JSON"
@@ -14,9 +14,12 @@ HELP = "evaluate a checkpoint on a benchmark (per-image metrics averaged over im
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from dap_model.benchmarks import available_formats
+    from dap_model.cli.cmd_predict import add_height_argument
 
     p.add_argument("--checkpoint", required=True, metavar="CKPT",
-                   help="model.safetensors, a folder holding one, or an MLflow URI (models:/dap-depth@champion)")
+                   help="model.safetensors, a folder holding one, an MLflow URI (models:/dap-depth@champion), "
+                   "or DAP's release model.pth")
+    add_height_argument(p)
     p.add_argument("--format", required=True, choices=available_formats(), help="benchmark encoding")
     p.add_argument("--root", required=True, help="benchmark folder or s3://bucket/prefix")
     p.add_argument("--pattern", default="", help="shards format: fnmatch pattern of shard keys")
@@ -28,13 +31,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dap_model.benchmarks import open_benchmark
+    from dap_model.cli.cmd_predict import config_with_height
     from dap_model.errors import InputError
     from dap_model.accel import resolve_device
     from dap_model.evaluation.evaluate import evaluate, json_safe
     from dap_model.inference import load_checkpoint
     from dap_model.io import atomic_write_text
 
-    cfg = config_from_args(args)
+    cfg = config_with_height(args)
     if args.out.exists() and args.out.is_dir():
         raise InputError(f"{args.out}: is a folder; --out takes a JSON file name")
     reader = open_benchmark(args.format, args.root, endpoint_url=cfg.storage.endpoint_url, pattern=args.pattern)

@@ -173,7 +173,7 @@ def evaluate(
     apply_cpu_threads(cfg.train.threads)
     device = device or resolve_device(cfg.eval.device)
     model = model.to(device).eval()
-    height = inference_height(cfg, model.patch_size)
+    height = inference_height(cfg, model)
     cap = cfg.eval.cap_m
     scorer = Scorer(cap, figure_samples)
     out_dir = Path(save_predictions) if save_predictions else None

@@ -1,0 +1,135 @@
+"""DAP's released network: the fixture of DAP's own outputs (`../shared/fixtures/dap_release_vits`),
+loading errors, conversion, fine-tuning from a release file with resume, point clouds."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dap_model.cli import main as dap_main
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT.parent / "shared" / "fixtures" / "dap_release_vits"
+STEMS = ["aframe__lake", "panolens_js__cabin"]
+TIE = 1e-4  # pixels whose reference mask probability is this close to 0.5 are ties of the mask rule
+
+needs_fixture = pytest.mark.skipif(not (FIXTURE / "spec.json").is_file(), reason=f"{FIXTURE} absent")
+
+
+def _write_release(out: Path, prefix: str = "") -> Path:
+    """`build_state_dict.py spec.json OUT` as the fixture's README says; `prefix` re-saves it with
+    DataParallel's `module.` in front of every key."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, str(FIXTURE / "build_state_dict.py"), str(FIXTURE / "spec.json"), str(out)],
+                   check=True, cwd=FIXTURE, timeout=300)
+    if prefix:
+        sd = torch.load(out, map_location="cpu", weights_only=True)
+        torch.save({prefix + k: v for k, v in sd.items()}, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def release_file(tmp_path_factory) -> Path:
+    if not (FIXTURE / "spec.json").is_file():
+        pytest.skip(f"{FIXTURE} absent")
+    return _write_release(tmp_path_factory.mktemp("release") / "model.pth")
+
+
+def _rel_err(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.abs(a.astype(np.float64) - b) / np.maximum(np.abs(b.astype(np.float64)), 1e-12)
+
+
+def _assert_matches_reference(out_dir: Path, stem: str) -> None:
+    ref = {k: np.load(FIXTURE / "reference" / f"{stem}_{k}.npy") for k in ("pred_depth", "pred_mask", "depth_m")}
+    got = {
+        "pred_depth": np.load(out_dir / f"{stem}_pred_depth.npy"),
+        "pred_mask": np.load(out_dir / f"{stem}_pred_mask.npy"),
+        "depth_m": np.load(out_dir / f"{stem}_depth.npy"),
+    }
+    away = np.abs(ref["pred_mask"] - 0.5) > TIE  # [H,2H]
+    assert away.mean() > 0.99
+    for k in ref:
+        assert got[k].shape == ref[k].shape, (stem, k)
+        err = _rel_err(got[k], ref[k])[away]
+        assert err.max() < 1e-4, f"{stem} {k}: max relative error {err.max():.2e}"
+    # both sides of the mask rule occur, so the rule itself is compared
+    kept = (1 - ref["pred_mask"]) > 0.5
+    assert 0 < kept.sum() < kept.size
+    assert np.all(got["depth_m"][~kept & away] == 100.0)
+
+
+@needs_fixture
+@pytest.mark.parametrize("h", [256, 512])
+def test_predict_on_release_file_equals_daps_reference_outputs(release_file, tmp_path, h):
+    images = [str(FIXTURE / "inputs" / f"{s}_{h}.png") for s in STEMS]
+    out = tmp_path / "out"
+    assert dap_main(["predict", *images, "--checkpoint", str(release_file), "--out", str(out), "--raw",
+                     "--profile", "test"]) == 0
+    for s in STEMS:
+        _assert_matches_reference(out, f"{s}_{h}")
+
+
+@needs_fixture
+def test_module_prefixed_release_file_gives_the_same_outputs(tmp_path):
+    release = _write_release(tmp_path / "dp" / "model.pth", prefix="module.")
+    assert all(k.startswith("module.") for k in torch.load(release, map_location="meta", weights_only=True))
+    out = tmp_path / "out"
+    image = str(FIXTURE / "inputs" / f"{STEMS[1]}_256.png")
+    assert dap_main(["predict", image, "--checkpoint", str(release), "--out", str(out), "--raw", "--profile", "test"]) == 0
+    _assert_matches_reference(out, f"{STEMS[1]}_256")
+
+
+@needs_fixture
+def test_release_layout_is_daps_key_order_and_shapes():
+    from dap_model.models.dap_release import build_release_model, release_layout, release_model_config
+
+    spec = json.loads((FIXTURE / "spec.json").read_text())
+    sd = {e["key"]: torch.empty(e["shape"], device="meta") for e in spec["entries"]}
+    cfg = release_model_config(sd)
+    assert (cfg.backbone, cfg.taps, cfg.decoder_features, cfg.decoder_channels) == (
+        "dap_release_vits16", [2, 5, 8, 11], 64, [48, 96, 192, 384])
+    layout = release_layout(build_release_model(cfg))
+    assert list(layout) == [e["key"] for e in spec["entries"]]
+    assert all(layout[e["key"]] == tuple(e["shape"]) for e in spec["entries"])
+
+
+@needs_fixture
+def test_missing_unexpected_and_misshaped_keys_are_named(release_file, tmp_path, capsys):
+    sd = torch.load(release_file, map_location="cpu", weights_only=True)
+    image = str(FIXTURE / "inputs" / f"{STEMS[0]}_256.png")
+    cases = {
+        "missing": lambda d: d.pop("core.mask_head.scratch.output_conv2.2.bias"),
+        "unexpected": lambda d: d.__setitem__("core.extra.weight", torch.zeros(1)),
+        "mis-shaped": lambda d: d.__setitem__("core.depth_head.projects.1.bias", torch.zeros(7)),
+    }
+    names = {"missing": "core.mask_head.scratch.output_conv2.2.bias", "unexpected": "core.extra.weight",
+             "mis-shaped": "core.depth_head.projects.1.bias (7,) != (96,)"}
+    for label, edit in cases.items():
+        bad = dict(sd)
+        edit(bad)
+        path = tmp_path / f"{label}.pth"
+        torch.save(bad, path)
+        assert dap_main(["predict", image, "--checkpoint", str(path), "--out", str(tmp_path / "o"), "--profile", "test"]) == 2
+        err = capsys.readouterr().err
+        assert label in err and names[label] in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_pth_that_is_not_a_release_is_refused(tmp_path, capsys):
+    path = tmp_path / "other.pth"
+    torch.save({"weight": torch.zeros(2)}, path)
+    image = tmp_path / "x.png"
+    from dap_model.inference import save_png
+
+    save_png(image, np.zeros((16, 32, 3), np.uint8))
+    assert dap_main(["predict", str(image), "--checkpoint", str(path), "--out", str(tmp_path / "o")]) == 2
+    assert "neither a .safetensors checkpoint nor a DAP release" in capsys.readouterr().err
