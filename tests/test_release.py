@@ -133,3 +133,19 @@ def test_a_pth_that_is_not_a_release_is_refused(tmp_path, capsys):
     save_png(image, np.zeros((16, 32, 3), np.uint8))
     assert dap_main(["predict", str(image), "--checkpoint", str(path), "--out", str(tmp_path / "o")]) == 2
     assert "neither a .safetensors checkpoint nor a DAP release" in capsys.readouterr().err
+
+
+@needs_fixture
+def test_convert_and_register_then_predict_from_the_registry_matches_the_reference(release_file, tmp_path):
+    from safetensors import safe_open
+
+    conv = tmp_path / "converted"
+    assert dap_main(["convert", str(release_file), "--out", str(conv), "--register", "--profile", "test"]) == 0
+    assert (conv / "config.resolved.yaml").is_file() and (conv / "model.json").is_file()
+    with safe_open(str(conv / "model.safetensors"), framework="pt") as fh:
+        assert '"architecture":"dap_release"' in fh.metadata()["dap.model_config"].replace(" ", "")
+    out = tmp_path / "out"
+    image = str(FIXTURE / "inputs" / f"{STEMS[0]}_256.png")
+    assert dap_main(["predict", image, "--checkpoint", "models:/dap-depth/1", "--out", str(out), "--raw",
+                     "--profile", "test"]) == 0
+    _assert_matches_reference(out, f"{STEMS[0]}_256")

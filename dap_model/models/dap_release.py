@@ -418,3 +418,17 @@ def load_release(path: str | Path, map_location: str | torch.device = "cpu") -> 
     model = build_release_model(cfg)
     model.load_state_dict(release_to_state_dict(sd, model, str(path)), strict=True)
     return model.to(map_location).eval()
+
+
+def convert_release(path: str | Path, out_dir: str | Path, cfg=None) -> tuple[DapReleaseModel, Path]:
+    """Write a release file as the project's checkpoint: `<out_dir>/model.safetensors` (+ its JSON
+    sidecar) and `config.resolved.yaml` (`cfg`, a `DapConfig`, with the release's model section).
+    Returns the model and the safetensors file."""
+    from dap_model.config import write_resolved_config
+    from dap_model.models.dap import save_model
+
+    model = load_release(path)
+    file = save_model(model, Path(out_dir) / "model.safetensors", model.cfg)
+    if cfg is not None:
+        write_resolved_config(cfg.model_copy(update={"model": model.cfg}), file.parent)
+    return model, file
