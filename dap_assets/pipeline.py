@@ -6,12 +6,13 @@ $DAGSTER_HOME, in order, every run tagged with one `dap.pipeline_run` id. `make 
 `ingest` runs first; new manifest rows become `web_videos` partitions through the function the
 new-video sensor uses, and `web_video_ingest` runs once per video (a failed video is reported and
 the others go on); `weekly_retrain` (the scheduled job) runs last. Each job runs with its own
-executor, retries and tags, exactly as the daemon would launch it. The console gets one line per
+executor (in-process by default here; `--executor multiprocess` as the daemon runs it), retries and tags. The console gets one line per
 asset (time, key figures); Dagster's own event stream is shown at `--log-level` (default warning)."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import threading
@@ -23,6 +24,11 @@ from dap_model.config import load_config, project_dir
 from dap_model.training.tracking import PIPELINE_TAG
 
 LOCATION_MODULE = "dap_assets.definitions"
+LOCAL_INSTANCE = """# The embedded default's Dagster instance: run, event and schedule storage in sqlite files
+# here. infra/dagster.yaml is the deployed instance (PostgreSQL, run retries, concurrency pools).
+telemetry:
+  enabled: false
+"""
 FIGURES_PER_LINE = 4
 
 
@@ -134,12 +140,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
                         help="Dagster's event stream on the console (default: warning)")
+    parser.add_argument("--executor", default="in_process", choices=["in_process", "multiprocess"],
+                        help="run config of the jobs' executor: in_process (default: one process, the "
+                        "cheapest on a small machine) or multiprocess (a process per step, as the daemon runs them)")
     args = parser.parse_args(argv)
 
     cfg = load_config(args.profile, args.overrides)  # fail fast on a bad knob
     os.environ["DAP_PROFILE"] = cfg.profile
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(project_dir() / ".dagster")))
     home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():  # the embedded instance: sqlite under $DAGSTER_HOME
+        (home / "dagster.yaml").write_text(LOCAL_INSTANCE)
 
     from dagster import DagsterInstance
     from dagster._core.definitions.reconstruct import ReconstructableRepository
@@ -153,8 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     run_config = {
         "resources": {"dap": {"config": {"profile": cfg.profile, "overrides": list(args.overrides)}}},
         "loggers": {"console": {"config": {"log_level": args.log_level.upper()}}},
+        "execution": {"config": {args.executor: {}}},
     }
-    recon_repo = ReconstructableRepository.for_module(LOCATION_MODULE, "defs", working_directory=str(project_dir()))
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    logging.getLogger("mlflow").setLevel(max(logging.WARNING, getattr(logging, args.log_level.upper())))
+    recon_repo = ReconstructableRepository.for_module(
+        LOCATION_MODULE, "defs", working_directory=str(Path(__file__).resolve().parents[1]))
     t0 = time.perf_counter()
     follower = _Follower(None, t0)
     print(f"pipeline run {pipeline_run} (profile {cfg.profile}), Dagster instance {home}", flush=True)

@@ -6,12 +6,18 @@ dotted overrides (launchpad: `resources.dap.config.overrides: ["train.steps=10"]
 from __future__ import annotations
 
 import os
+import sys
 from dagster import ConfigurableResource
 
 from dap_model.config import DapConfig, load_config
 from dap_model.storage import DataStore, open_store
 from dap_model.tracking import resolve_tracking_uri, setup_mlflow
 from dap_model.training.tracking import PIPELINE_TAG
+
+
+def show_progress() -> bool:
+    """Progress bars on long steps when a person watches (stderr is a terminal)."""
+    return sys.stderr.isatty()
 
 
 def pipeline_run_id(context) -> str:

@@ -10,10 +10,14 @@ import dagster as dg
 import pytest
 from dagster._utils.schedules import cron_string_iterator
 
-from dap_assets.assets.automation import RETRAIN_GROUPS, RETRAIN_KEYS, retrain_job, retrain_schedule
+from dap_assets.assets.automation import (
+    INGEST_KEYS, WEB_VIDEO_KEYS, ingest_job, retrain_job, retrain_schedule, web_video_job,
+)
 from dap_assets.definitions import defs
-from dap_assets.policies import K8S_CONFIG_TAG, MAX_RETRIES_TAG, gpu_k8s_config, transient_retry_policy
-from dap_model.config import load_config
+from dap_assets.deployment import (
+    DEPLOYMENT, DEPLOYMENT_ENV, K8S_CONFIG_TAG, MAX_RETRIES_TAG, Deployment, gpu_k8s_config, load_deployment,
+    transient_retry_policy,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,16 +74,14 @@ def test_schedule_requests_the_training_curation_and_report_assets_of_the_design
     request = result.run_requests[0]
     job = d.resolve_job_def(request.job_name or retrain_schedule.job_name)
     selected = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
-    expected = {
-        k for k, (group, _) in DESIGN_GRAPH.items() if group in RETRAIN_GROUPS or k in RETRAIN_KEYS
-    }
+    expected = set(DESIGN_GRAPH) - set(INGEST_KEYS) - set(WEB_VIDEO_KEYS)
     assert selected == expected
     assert "a_new_training_asset" in selected
     assert not selected & {"airsim360_scenes", "labeled_panoramas", "web_videos", "web_frames"}
 
 
-def test_schedule_cron_timezone_and_run_retries_come_from_the_ops_knobs():
-    ops = load_config().ops
+def test_schedule_cron_timezone_and_run_retries_come_from_the_deployment_settings():
+    ops = DEPLOYMENT
     assert retrain_schedule.cron_schedule == ops.retrain_cron
     assert retrain_schedule.execution_timezone == ops.timezone
     assert retrain_job.tags[MAX_RETRIES_TAG] == str(ops.run_retries)
@@ -92,21 +94,10 @@ def test_schedule_cron_timezone_and_run_retries_come_from_the_ops_knobs():
 def test_real_code_location_schedule_targets_existing_retrain_assets(tmp_path):
     job = defs.resolve_job_def(retrain_job.name)
     selected = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
-    expected = {
-        k for k in KEYS
-        if k in RETRAIN_KEYS or GRAPH.get(dg.AssetKey(k)).group_name in RETRAIN_GROUPS
-    }
-    assert selected == expected
+    assert selected == KEYS - set(INGEST_KEYS) - set(WEB_VIDEO_KEYS)
     with dg.DagsterInstance.ephemeral() as instance:
         result = _tick(defs.resolve_schedule_def(retrain_schedule.name), instance)
     assert [r.job_name or retrain_schedule.job_name for r in result.run_requests] == [retrain_job.name]
-
-
-def _sensor(name_part: str):
-    for s in defs.sensors or []:
-        if name_part in s.name:
-            return s
-    return None
 
 
 def _checks() -> dict[str, list[str]]:
@@ -124,15 +115,11 @@ def test_every_manifest_has_an_asset_check():
 
 
 def test_benchmark_report_has_a_regression_gate_check():
-    if "benchmark_report" not in KEYS:
-        pytest.skip("benchmark_report is not defined yet (issue 9)")
     assert _checks().get("benchmark_report"), "benchmark_report has no regression-gate check"
 
 
 def test_gpu_asset_is_in_the_gpu_pool_and_requests_gpus_on_kubernetes():
-    if "dap_depth_model" not in KEYS:
-        pytest.skip("dap_depth_model is not defined yet (issue 7)")
-    ops = load_config().ops
+    ops = DEPLOYMENT
     node = GRAPH.get(dg.AssetKey("dap_depth_model"))
     assets_def = node.assets_def
     assert assets_def.op.pool == ops.gpu_pool
@@ -148,8 +135,8 @@ def test_gpu_asset_is_in_the_gpu_pool_and_requests_gpus_on_kubernetes():
     assert k8s == gpu_k8s_config(ops)
 
 
-def test_gpu_k8s_config_follows_the_knobs():
-    ops = load_config(overrides=["ops.gpus_per_run=4", "ops.gpu_node_selector={pool: a100}"]).ops
+def test_gpu_k8s_config_follows_the_deployment_settings():
+    ops = Deployment(gpus_per_run=4, gpu_node_selector={"pool": "a100"})
     cfg = gpu_k8s_config(ops)
     res = cfg["container_config"]["resources"]
     assert res["requests"]["nvidia.com/gpu"] == res["limits"]["nvidia.com/gpu"] == "4"
@@ -160,8 +147,6 @@ def test_gpu_k8s_config_follows_the_knobs():
 @pytest.mark.parametrize("key", sorted(STORE_ASSETS))
 def test_object_store_assets_retry_transient_failures_with_backoff(key):
     """(web_videos retries inside dap_model.video: video.download_retries, retry_backoff_s.)"""
-    if key not in KEYS:
-        pytest.skip(f"{key} is not defined yet")
     policy = GRAPH.get(dg.AssetKey(key)).assets_def.op.retry_policy
     assert policy is not None and policy.max_retries >= 1
     assert policy.backoff == dg.Backoff.EXPONENTIAL
@@ -170,7 +155,7 @@ def test_object_store_assets_retry_transient_failures_with_backoff(key):
 def test_retry_policy_retries_a_transient_failure_then_succeeds():
     attempts = []
 
-    @dg.asset(retry_policy=transient_retry_policy(load_config(overrides=["ops.step_retry_delay_s=0"]).ops))
+    @dg.asset(retry_policy=transient_retry_policy(Deployment(step_retry_delay_s=0)))
     def flaky(context) -> int:
         attempts.append(context.retry_number)
         if len(attempts) < 3:
@@ -182,9 +167,7 @@ def test_retry_policy_retries_a_transient_failure_then_succeeds():
 
 
 def test_new_video_sensor_adds_partitions_for_new_manifest_rows_only():
-    sensor = _sensor("web_video")
-    if sensor is None or "web_video_manifest" not in KEYS:
-        pytest.skip("the new-video sensor / web_video_manifest are not defined yet (issue 4)")
+    sensor = defs.resolve_sensor_def("web_video_manifest_sensor")
     import pandas as pd
 
     from dap_assets.resources import default_resources
@@ -209,6 +192,8 @@ def test_new_video_sensor_adds_partitions_for_new_manifest_rows_only():
         source = manifest_source(cfg, resources["storage"].store())
         rows = pd.read_csv(source) if source.endswith(".csv") else pd.read_parquet(source)
         assert len(request.partition_keys) == len(rows) >= 1
+        assert [r.partition_key for r in second.run_requests] == list(request.partition_keys)
+        assert {r.job_name or sensor.job_name for r in second.run_requests} == {web_video_job.name}
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
 
         third = evaluate()
@@ -251,3 +236,30 @@ def test_manifest_checks_fail_on_a_bad_manifest_and_pass_on_a_good_one():
     assert not failed.passed and "failure_cases" in failed.metadata
     absent = manifest_checks.stage2_pseudo_labels_schema(storage=storage)
     assert not absent.passed and "missing" in absent.metadata["error"].text
+
+
+def test_deployment_settings_load_from_the_file_named_by_the_environment(tmp_path, monkeypatch):
+    path = tmp_path / "deploy.yaml"
+    path.write_text("executor: k8s\ngpus_per_run: 8\n")
+    monkeypatch.setenv(DEPLOYMENT_ENV, str(path))
+    dep = load_deployment()
+    assert dep.executor == "k8s" and dep.gpus_per_run == 8 and dep.retrain_cron == Deployment().retrain_cron
+    path.write_text("gpus_per_run: 0\n")
+    with pytest.raises(ValueError, match="gpus_per_run"):
+        load_deployment()
+    path.write_text("gpu_per_run: 2\n")
+    with pytest.raises(ValueError, match="gpu_per_run"):
+        load_deployment()
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        load_deployment(tmp_path / "missing.yaml")
+
+
+def test_the_three_pipeline_jobs_partition_the_asset_graph():
+    """Every materialisable asset belongs to exactly one of the jobs one pipeline execution runs."""
+    selected = [
+        {k.to_user_string() for k in defs.resolve_job_def(j.name).asset_layer.executable_asset_keys}
+        for j in (ingest_job, web_video_job, retrain_job)
+    ]
+    assert set().union(*selected) == KEYS
+    assert sum(len(s) for s in selected) == len(KEYS)
+    assert selected[0] == set(INGEST_KEYS) and selected[1] == set(WEB_VIDEO_KEYS)

@@ -215,14 +215,14 @@ def test_helm_values_match_the_instance_and_the_gpu_asset_requests():
     args = d["dagsterApiGrpcArgs"]
     assert _flag(args, "--module-name", "-m") == "dap_assets.definitions"
     env = {e["name"]: e["value"] for e in d["env"]}
-    profile = ROOT / Path(env["DAP_PROFILE"]).relative_to(env["DAP_PROJECT_DIR"])
-    cfg = load_config(str(profile))
-    assert cfg.ops.executor == "k8s"
-    from dap_assets.policies import executor_def
+    load_config(str(ROOT / Path(env["DAP_PROFILE"]).relative_to(env["DAP_PROJECT_DIR"])))
+    from dap_assets.deployment import Deployment, executor_def, load_deployment
 
-    assert executor_def(cfg.ops).name == "k8s"
-    assert executor_def(load_config("test").ops).name == "multiprocess"
-    assert cfg.ops.gpu_node_selector != d["nodeSelector"], "GPU steps must land on the GPU pool"
+    dep = load_deployment(ROOT / Path(env["DAP_DEPLOYMENT"]).relative_to(env["DAP_PROJECT_DIR"]))
+    assert dep.executor == "k8s"
+    assert executor_def(dep).name == "k8s"
+    assert executor_def(Deployment()).name == "multi_or_in_process_executor"
+    assert dep.gpu_node_selector != d["nodeSelector"], "GPU steps must land on the GPU pool"
     assert HELM["runLauncher"]["type"] == "K8sRunLauncher"
     assert HELM["postgresql"]["enabled"] is False
     pools, runs = HELM["concurrency"]["pools"], HELM["concurrency"]["runs"]
@@ -249,3 +249,15 @@ def test_deployment_profiles_only_choose_values(path):
     for section, values in tree.items():
         for k, v in values.items():
             assert getattr(getattr(cfg, section), k) == v
+
+
+def test_compose_services_read_an_existing_deployment_file():
+    from dap_assets.deployment import load_deployment
+
+    for name in DAGSTER_SERVICES:
+        env = SERVICES[name]["environment"]
+        target = env["DAP_DEPLOYMENT"]
+        mounted = [v.split(":")[:2] for v in SERVICES[name].get("volumes", [])]
+        src = next((INFRA / s / Path(target).relative_to(d)).resolve() for s, d in mounted
+                   if target.startswith(d + "/"))
+        assert load_deployment(src).retrain_schedule_enabled

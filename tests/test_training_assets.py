@@ -152,5 +152,5 @@ def test_stage3_job_is_a_gpu_pool_torchrun_process():
     assert limits["nvidia.com/gpu"] == "1"
     one = launch_command(load_config("test"), ["train.steps=3"], "RUN")
     assert one[1:5] == ["-m", "dap_model.training.launch", "--stage", "stage3"] and one[-2:] == ["--set", "train.steps=3"]
-    many = launch_command(load_config("test", ["ops.gpus_per_run=4"]), [], "RUN")
+    many = launch_command(load_config("test"), [], "RUN", gpus=4)
     assert "--nproc_per_node=4" in many and many[many.index("--nproc_per_node=4") + 1:][:2] == ["-m", "dap_model.training.launch"]

@@ -16,7 +16,7 @@ from dagster import (
 )
 
 from dap_assets.deployment import DEPLOYMENT, gpu_op_tags
-from dap_assets.resources import DapConfigResource, MlflowResource, StorageResource, pipeline_run_id
+from dap_assets.resources import DapConfigResource, MlflowResource, StorageResource, pipeline_run_id, show_progress
 from dap_model.training.launch import result_metadata
 from dap_model.training.stages import run_stage
 
@@ -33,7 +33,7 @@ def scene_invariant_labeler(context: AssetExecutionContext, dap: DapConfigResour
                             mlflow: MlflowResource) -> MaterializeResult:
     """Stage 1: the DAP model trained on labelled (synthetic) panoramas only."""
     mlflow.setup()
-    return _materialize(run_stage(dap.get(), storage.store(), "stage1", pipeline_run=pipeline_run_id(context), progress=False))
+    return _materialize(run_stage(dap.get(), storage.store(), "stage1", pipeline_run=pipeline_run_id(context), progress=show_progress()))
 
 
 @asset(group_name="training", deps=[AssetKey("labeled_panoramas"), AssetKey("curated_pseudo_labels"),
@@ -42,13 +42,13 @@ def realism_invariant_labeler(context: AssetExecutionContext, dap: DapConfigReso
                               mlflow: MlflowResource) -> MaterializeResult:
     """Stage 2: labelled + curated stage-1 pseudo-labels, starting from stage 1."""
     mlflow.setup()
-    return _materialize(run_stage(dap.get(), storage.store(), "stage2", pipeline_run=pipeline_run_id(context), progress=False))
+    return _materialize(run_stage(dap.get(), storage.store(), "stage2", pipeline_run=pipeline_run_id(context), progress=show_progress()))
 
 
 def launch_command(cfg, overrides: list[str], pipeline_run: str, gpus: int = DEPLOYMENT.gpus_per_run) -> list[str]:
     """`python -m dap_model.training.launch` for one process, torchrun (`torch.distributed.run`) for more."""
     args = ["-m", "dap_model.training.launch", "--stage", "stage3", "--profile", cfg.profile,
-            "--pipeline-run", pipeline_run, "--no-progress"]
+            "--pipeline-run", pipeline_run] + ([] if show_progress() else ["--no-progress"])
     for o in overrides:
         args += ["--set", o]
     if gpus == 1:

@@ -1,0 +1,74 @@
+"""`make run`'s driver on the `test` profile: the pipeline's jobs as Dagster runs in the instance at
+$DAGSTER_HOME, one `dap.pipeline_run` across every Dagster and MLflow run, a console a person reads."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    project = tmp_path_factory.mktemp("project")
+    env = {**os.environ, "DAP_PROJECT_DIR": str(project), "DAGSTER_HOME": str(project / ".dagster"),
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("DAP_PROFILE", None)
+    out = subprocess.run([sys.executable, "-m", "dap_assets.pipeline", "--profile", "test"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=1200)
+    return project, out
+
+
+def test_every_job_succeeds_and_every_asset_is_materialised(pipeline):
+    project, out = pipeline
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    os.environ["DAGSTER_HOME"] = str(project / ".dagster")
+    import dagster as dg
+
+    from dap_assets.assets.automation import PIPELINE_JOBS
+    from dap_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    with dg.DagsterInstance.from_config(str(project / ".dagster")) as instance:
+        runs = instance.get_runs()
+        assert {r.job_name for r in runs} == {j.name for j in PIPELINE_JOBS}
+        assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+        ids = {r.tags.get("dap.pipeline_run") for r in runs}
+        assert len(ids) == 1 and None not in ids
+        for key in graph.get_all_asset_keys():
+            if graph.get(key).is_materializable:
+                assert instance.get_latest_materialization_event(key) is not None, key
+    (pipeline_run,) = ids
+    assert f"pipeline run {pipeline_run}" in out.stdout
+
+
+def test_every_mlflow_run_of_one_execution_shares_its_pipeline_run(pipeline):
+    project, out = pipeline
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("dap")
+    runs = client.search_runs([exp.experiment_id])
+    stages = {r.data.tags.get("dap.stage") for r in runs}
+    assert {"stage1", "stage2", "stage3", "discriminator"} <= stages
+    ids = {r.data.tags.get("dap.pipeline_run") for r in runs}
+    assert len(ids) == 1 and re.search(rf"pipeline run {next(iter(ids))}\b", out.stdout)
+    final = [r for r in runs if r.data.tags.get("dap.stage") == "stage3"]
+    assert "labeled_test/abs_rel" in final[0].data.metrics  # benchmark_report logged onto the training run
+
+
+def test_console_is_a_line_per_asset_not_dagsters_event_stream(pipeline):
+    _, out = pipeline
+    lines = (out.stdout + out.stderr).splitlines()
+    assert len(lines) < 150, len(lines)
+    assert not [ln for ln in lines if " - DEBUG - " in ln or " - INFO - " in ln]
+    for asset in ("airsim360_scenes", "scene_invariant_labeler", "dap_depth_model", "benchmark_report"):
+        assert re.search(rf"^\[\s*\d+:\d\d\] {asset}\s+\d+\.\d s", out.stdout, re.M), asset
+    assert re.search(r"^\[\s*\d+:\d\d\] web_frames \[web-", out.stdout, re.M)
