@@ -13,10 +13,11 @@ PROFILE ?= tiny
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 export DAP_PROJECT_DIR := $(CURDIR)
 
-.PHONY: setup run test ui bench clean-state help
+.PHONY: setup run test test-fast ui bench clean-state help
 help:
 	@echo "make run    set up and materialise every asset on the '$(PROFILE)' profile"
 	@echo "make test   set up and run the whole test suite"
+	@echo "make test-fast  the suite without the tests marked slow (servers, trainings, pipeline and DVC runs)"
 	@echo "make ui     Dagster webserver (127.0.0.1:3000) + MLflow UI (127.0.0.1:5000)"
 	@echo "make bench  run the benchmarks (benchmarks/results/*.json)"
 
@@ -39,6 +40,9 @@ run: setup
 
 test: setup
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(VENV)/bin/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 ui: setup
 	$(VENV)/bin/python -m dap_assets.ui

@@ -9,6 +9,7 @@ from dap_model.cli import _commands, main
 DAP = Path(sys.executable).with_name("dap")
 
 
+@pytest.mark.slow
 def test_console_script_help():
     out = subprocess.run([str(DAP), "--help"], capture_output=True, text=True, check=True)
     assert "usage: dap" in out.stdout
@@ -29,6 +30,7 @@ def test_config_command_prints_and_writes(tmp_path, capsys):
     assert (tmp_path / "config.resolved.yaml").is_file()
 
 
+@pytest.mark.slow
 def test_bad_knob_is_one_line_error_nonzero_exit():
     out = subprocess.run(
         [str(DAP), "config", "--profile", "test", "--set", "train.steps=abc"],

@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from dap_assets.definitions import defs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -14,6 +16,7 @@ def test_definitions_load_and_resolve():
     assert {"dap", "storage", "mlflow"} <= set(defs.resources)
 
 
+@pytest.mark.slow
 def test_dagster_cli_validates_the_workspace():
     exe = Path(sys.executable).with_name("dagster")
     out = subprocess.run(

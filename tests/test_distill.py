@@ -193,6 +193,7 @@ def test_builtin_watermark_is_a_static_overlay_of_one_video_only():
     assert short.static_mask("web:v1", (32, 64)) is None
 
 
+@pytest.mark.slow
 def test_depth_anything_tiny_teacher_end_to_end(tmp_path):
     folder = tiny_depth_anything(tmp_path / "da")
     cfg = DistillConfig(teacher="depth-anything", teacher_model=str(folder), teacher_input_size=42, teacher_batch_size=5)
@@ -212,6 +213,7 @@ def test_depth_anything_tiny_teacher_end_to_end(tmp_path):
     assert torch.allclose(torch.where(valid[1], disp[1], 0 * disp[1]), torch.where(valid[1], ref, 0 * ref), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_grounded_sam_tiny_masker_end_to_end(tmp_path):
     det, seg = tiny_grounded_sam(tmp_path)
     faces = torch.rand(3, 3, 24, 24, generator=torch.Generator().manual_seed(0))

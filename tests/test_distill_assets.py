@@ -30,6 +30,7 @@ def store(tmp_path):
 
 
 def test_pseudo_labels_manifest_shards_rotations_masks(store):
+@pytest.mark.slow
     cfg = load_config("test", ["distill.rotations=2", "distill.min_valid_fraction=0.0"])
     res = build_perspective_pseudo_labels(cfg, store, progress=False)
     m = load_distill_manifest(store)
@@ -69,6 +70,7 @@ def test_faces_below_min_valid_fraction_are_dropped(store):
 
 
 def test_dagster_asset_materialises(store, tmp_path):
+@pytest.mark.slow
     from dagster import materialize
 
     from dap_assets.assets.distill import perspective_pseudo_labels
@@ -83,6 +85,7 @@ def test_dagster_asset_materialises(store, tmp_path):
 
 
 def test_stream_batches_and_resume_position(store):
+@pytest.mark.slow
     cfg = load_config("test", ["distill.rotations=2", "distill.min_valid_fraction=0.0"])
     build_perspective_pseudo_labels(cfg, store, progress=False)
     cfg = load_config("test", ["distill.enabled=true"])
@@ -101,6 +104,7 @@ def test_stream_batches_and_resume_position(store):
 
 
 def test_stage1_trains_with_the_distillation_term(store, tmp_path):
+@pytest.mark.slow
     from dap_model.training.stages import run_stage
 
     build_perspective_pseudo_labels(load_config("test", ["distill.min_valid_fraction=0.0"]), store, progress=False)

@@ -70,6 +70,7 @@ def test_evaluate_matches_independent_recomputation(tmp_path, ckpt):
         assert got[k] == pytest.approx(np.mean([m[k] for m in per]), rel=1e-6, abs=1e-9), k
 
 
+@pytest.mark.slow
 def test_evaluate_nested_keys_and_mlflow_uri(tmp_path, ckpt):
     """AirSim360 layout; the same checkpoint through `models:/dap-depth@champion` gives the same numbers."""
     import mlflow

@@ -166,6 +166,7 @@ def test_retry_policy_retries_a_transient_failure_then_succeeds():
     assert result.success and attempts == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_new_video_sensor_adds_partitions_for_new_manifest_rows_only():
     sensor = defs.resolve_sensor_def("web_video_manifest_sensor")
     import pandas as pd

@@ -202,6 +202,7 @@ def test_store_hash_of_an_s3_prefix_equals_the_local_dvc_hash(s3_env, tmp_path):
     assert store_hash(store, "shards/a.tar") == dvc_hash(local / "a.tar")
 
 
+@pytest.mark.slow
 @needs_dvc
 def test_dvc_push_and_pull_round_trip_through_the_s3_remote(s3_env, tmp_path):
     import boto3
@@ -350,6 +351,7 @@ def repro(tmp_path_factory):
     return {"repo": repo, "env": env, "targets": targets, "first": first}
 
 
+@pytest.mark.slow
 def test_dvc_repro_runs_the_stages_then_has_nothing_to_do(repro):
     repo, env, targets = repro["repo"], repro["env"], repro["targets"]
     ran = {s for s in STAGES if f"Running stage '{s}'" in repro["first"]}
@@ -375,6 +377,7 @@ def test_dvc_repro_runs_the_stages_then_has_nothing_to_do(repro):
         assert "airsim360_scenes" in status and "modified" in status.lower(), status
 
 
+@pytest.mark.slow
 def test_materialisations_record_the_dvc_hash_as_their_data_version(repro):
     repo = repro["repo"]
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]

@@ -95,6 +95,7 @@ def _report_on(instance, models: dict[str, tuple[float, str]], pipeline_run: str
     return result, check, ids
 
 
+@pytest.mark.slow
 def test_report_asset_champion_alias_and_compare(tmp_path, capsys):
     import mlflow
     from dagster import DagsterInstance

@@ -219,6 +219,7 @@ def test_cli_rejects_bad_input(tmp_path, capsys):
     assert "not a folder" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_worker_processes_write_the_same_files(tmp_path):
     from dap_model.config import load_config
     from dap_model.sim.airsim360 import simulate

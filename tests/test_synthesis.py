@@ -66,6 +66,7 @@ def _dit_cfg(base, lora, **kw):
     return load_config("test", over)
 
 
+@pytest.mark.slow
 def test_dit360_tiny_pipeline_end_to_end(tiny_flux_dirs):
     base, lora = tiny_flux_dirs
     cfg = _dit_cfg(base, lora)
@@ -94,6 +95,7 @@ def test_dit360_tiny_pipeline_end_to_end(tiny_flux_dirs):
     assert not np.array_equal(unrolled.rgb, imgs[0].rgb)
 
 
+@pytest.mark.slow
 def test_dit360_bad_settings(tiny_flux_dirs, tmp_path):
     base, lora = tiny_flux_dirs
     with pytest.raises(ConfigError, match="synthesis.height"):

@@ -224,6 +224,7 @@ def fixture_frames():
     return frames
 
 
+@pytest.mark.slow
 def test_builtin_tags_every_fixture_frame(fixture_frames):
     frames = fixture_frames
     assert len(frames) == 360
@@ -233,6 +234,7 @@ def test_builtin_tags_every_fixture_frame(fixture_frames):
     print(f"builtin fixture (indoor room) accuracy: {indoor:.3f} on {len(res)} frames")
 
 
+@pytest.mark.slow
 def test_builtin_fixture_video_is_indoor(fixture_frames):
     """Held-out real panorama (a CG test room, never used in fitting): ≥ 90 % of every 15th frame indoor."""
     sampled = fixture_frames[::15]  # 24 frames

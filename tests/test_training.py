@@ -313,6 +313,7 @@ def _rescaled_copy(paths: list[Path], out: Path, k: float) -> tuple[Path, ...]:
     return tuple(sorted(out.glob("*.tar")))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pseudo_scale", ["aligned", "metric"])
 def test_aligned_pseudo_labels_make_training_blind_to_their_global_scale(store_root, tmp_path, monkeypatch, pseudo_scale):
     """Same data, pseudo-labels once true and once 40x too far: with `aligned` both trainings end

@@ -35,6 +35,7 @@ def _rotate(rgb: np.ndarray, r: torch.Tensor) -> np.ndarray:
     return y[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
 
 
+@pytest.mark.slow
 @needs_fixture
 def test_upright_accepted_tilted_rejected_with_tilt_estimate():
     frames = _fixture_frames()
@@ -131,6 +132,7 @@ def generated_panoramas():
     return up, tilted, np.array(truth)
 
 
+@pytest.mark.slow
 def test_simulator_panoramas_upright_accepted_tilted_rejected(generated_panoramas):
     up, tilted, truth = generated_panoramas
     res_up = [check_horizon(f) for f in up]

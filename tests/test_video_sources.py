@@ -74,6 +74,7 @@ def _run_all(instance, resources, defs_assets, keys):
     return out
 
 
+@pytest.mark.slow
 def test_partitions_fail_alone_and_retry_only_failures(tmp_path, http_root, s3_env, monkeypatch):
     from dap_assets.assets import web
     from dap_assets.definitions import defs
