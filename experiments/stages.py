@@ -11,8 +11,9 @@ to `<project>/stages.json` and `.md` (`--out`); `python -m experiments.summary` 
         [--project DIR]     where this experiment keeps its store, runs and MLflow db
                             (default .cache/experiments/<profile>)
 
-Without --data-from, the upstream assets (simulator, web video, synthesis, tags, pool) are
-materialised first with the same profile and overrides."""
+Without --data-from, the pipeline (`python -m dap_assets.pipeline`) first runs once into the
+project folder with the same profile and overrides, for its data (simulator, web video,
+synthesis, tags, pool); the experiment then trains its own stages on it."""
 
 from __future__ import annotations
 
@@ -25,10 +26,6 @@ import time
 from pathlib import Path
 
 from experiments.common import CACHE, compact, evaluate_splits, flat_metrics, table_head, table_row, use_project
-
-UPSTREAM = ["airsim360_scenes", "dit360_indoor", "web_video_manifest", "labeled_panoramas", "web_videos",
-            "web_frames", "scene_tags", "unlabeled_pool"]
-
 
 def evaluate(cfg, store, model_file: Path) -> tuple[dict, dict[str, float]]:
     """(`compact` result per test split, MLflow metrics) of the model at `model_file`."""
@@ -46,7 +43,8 @@ def oracle_arm(cfg, project: Path, data: Path, out: Path) -> int:
     from dap_model.evaluation.withheld import pseudo_label_errors
     from dap_model.storage import LocalStore
     from dap_model.tracking import setup_mlflow
-    from dap_model.training.curation import SCORES_KEY, select_top_k, write_curated
+    from dap_model.layout import CURATION_SCORES as SCORES_KEY
+    from dap_model.training.curation import select_top_k, write_curated
     from dap_model.training.stages import model_key, run_stage
     from dap_model.training.tracking import log_metrics_to_run
 
@@ -131,10 +129,9 @@ def main() -> int:
     elif not (data / "pool" / "manifest.parquet").exists():
         from dap_assets.pipeline import main as pipeline
 
-        sel = [a for k in UPSTREAM for a in ("--select", k)]
         sets = [a for o in args.overrides for a in ("--set", o)]
-        if pipeline(["--profile", args.profile, *sets, *sel]) != 0:
-            raise SystemExit("upstream assets failed")
+        if pipeline(["--profile", args.profile, *sets]) != 0 and not (data / "pool" / "manifest.parquet").exists():
+            raise SystemExit("the pipeline failed before the unlabelled pool existed")
     timings["data"] = time.perf_counter() - t0
     store = LocalStore(data)
     setup_mlflow(cfg.mlflow)
@@ -193,7 +190,7 @@ def main() -> int:
     import pandas as pd
 
     from dap_model.evaluation.withheld import pseudo_label_errors, rank_correlation, selection_error
-    from dap_model.training.curation import CURATED_PREFIX, SCORES_KEY
+    from dap_model.layout import CURATION_SCORES as SCORES_KEY, PSEUDO_CURATED as CURATED_PREFIX
 
     stage1_errors = pseudo_label_errors(cfg, store, "pseudo/stage1")
     rank_corr = rank_correlation(pd.read_parquet(store.fetch(SCORES_KEY)), stage1_errors)
