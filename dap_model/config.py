@@ -16,11 +16,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from dap_model import layout
 from dap_model.errors import ConfigError
 from dap_model.io import atomic_write_text
+from dap_model.layout import RESOLVED_CONFIG_NAME  # noqa: F401  (config.RESOLVED_CONFIG_NAME)
 
 PROFILES_DIR = Path(__file__).with_name("profiles")
-RESOLVED_CONFIG_NAME = "config.resolved.yaml"
 
 
 def project_dir() -> Path:
@@ -483,8 +484,8 @@ class EvalConfig(Section):
     cap_m: float = Field(100.0, gt=0, description="valid ground truth: 0 < gt <= cap_m (DAP)")
     benchmarks: dict[str, BenchmarkSpec] = Field(
         default_factory=lambda: {
-            "labeled_test": BenchmarkSpec(format="shards", pattern="labeled/test-*.tar"),
-            "web_test": BenchmarkSpec(format="shards", pattern="web/test/*.tar"),
+            "labeled_test": BenchmarkSpec(format="shards", pattern=layout.LABELED_TEST_SHARDS),
+            "web_test": BenchmarkSpec(format="shards", pattern=layout.WEB_TEST_SHARDS),
         },
         description="name -> {format, root, pattern}; add external ones, e.g. "
         "--set eval.benchmarks.stanford2d3d='{format: stanford2d3d, root: /data/s2d3d}'",

@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
-from dap_model.config import RESOLVED_CONFIG_NAME, load_config
+from dap_model import layout
+from dap_model.config import load_config
 from dap_model.data.shards import iter_shard
-from dap_model.distill.pseudo import MANIFEST_KEY, build_perspective_pseudo_labels, load_distill_manifest
+from dap_model.distill.pseudo import build_perspective_pseudo_labels, load_distill_manifest
 from dap_model.distill.train import DistillStream, distill_paths, split_batch
 from dap_model.geometry import rotation_matrix
 from dap_model.models import build_model, save_model
@@ -35,12 +36,12 @@ def test_pseudo_labels_manifest_shards_rotations_masks(store):
     res = build_perspective_pseudo_labels(cfg, store, progress=False)
     m = load_distill_manifest(store)
     assert len(m) == 4 * 2 and m["kept"].all() and res.teacher == "dap" and res.face_w == 16
-    assert res.teacher_source.endswith("models/stage1/model.safetensors")
+    assert res.teacher_source.endswith(layout.model_key("stage1"))
     assert m[["yaw_deg", "pitch_deg", "roll_deg"]].abs().max().max() <= 45.0
     assert m.groupby("pool_key")["yaw_deg"].nunique().eq(2).all()  # K different rotations
-    assert store.exists(f"distill/{RESOLVED_CONFIG_NAME}") and store.exists("distill/teacher.json")
-    pool = pd.read_parquet(store.path("pool/manifest.parquet")).set_index("key")
-    samples = {s.key: s for k in sorted(m["shard"].unique()) for s in iter_shard(store.path(f"distill/{k}"))}
+    assert store.exists(layout.resolved_config(layout.DISTILL)) and store.exists(layout.DISTILL_TEACHER)
+    pool = pd.read_parquet(store.path(layout.POOL_MANIFEST)).set_index("key")
+    samples = {s.key: s for k in sorted(m["shard"].unique()) for s in iter_shard(store.path(layout.join(layout.DISTILL, k)))}
     assert set(samples) == set(m["key"])
     for row in m.to_dict("records"):
         s = samples[row["key"]]
@@ -59,11 +60,11 @@ def test_pseudo_labels_manifest_shards_rotations_masks(store):
 def test_faces_below_min_valid_fraction_are_dropped(store):
     cfg = load_config("test", ["distill.rotations=1", "distill.min_valid_fraction=0.9"])
     m = build_perspective_pseudo_labels(cfg, store, progress=False).manifest
-    pool = pd.read_parquet(store.path("pool/manifest.parquet")).set_index("key")
+    pool = pd.read_parquet(store.path(layout.POOL_MANIFEST)).set_index("key")
     outdoor = m[m["pool_key"].map(pool["domain"]) == "outdoor"]
     assert outdoor["dropped_faces"].map(len).gt(0).all()  # the sky face(s) cannot reach 90 %
     for row in m[m["kept"]].to_dict("records"):
-        s = next(x for x in iter_shard(store.path(f"distill/{row['shard']}"), [row["key"]]))
+        s = next(x for x in iter_shard(store.path(layout.join(layout.DISTILL, row["shard"])), [row["key"]]))
         faces = s.mask.reshape(6, 16, 16)
         for k, name in enumerate("FRBLUD"):
             assert (faces[k].mean() == 0) == (name in row["dropped_faces"])
@@ -81,7 +82,7 @@ def test_dagster_asset_materialises(store, tmp_path):
     assert result.success
     md = result.asset_materializations_for_node("perspective_pseudo_labels")[0].metadata
     assert md["teacher"].value == "dap" and md["samples"].value >= 1
-    assert store.exists(MANIFEST_KEY)
+    assert store.exists(layout.DISTILL_MANIFEST)
 
 
 def test_stream_batches_and_resume_position(store):

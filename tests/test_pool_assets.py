@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from dap_model.config import load_config
-from dap_model.data.pool import POOL_KEY, TAGS_KEY, iter_pool, load_pool_manifest, load_tags
+from dap_model import layout
+from dap_model.data.pool import iter_pool, load_pool_manifest, load_tags
 from dap_model.data.shards import Sample, ShardWriter, iter_shard
 from dap_model.storage import open_store
 
@@ -37,10 +38,10 @@ def _put_web_video(store, tmp_path, video_id: str, frames: list[np.ndarray], cor
         rec = FrameRecord(len(frames), float(len(frames)), "mono", True, "", "", 0.0)
         rows.append(record_row(video_id, "x", rec, "frames-000000.tar", corrupt_key))
     for p in out.glob("*.tar"):
-        store.put_file(p, f"web/frames/{video_id}/{p.name}")
+        store.put_file(p, layout.join(layout.web_frames(video_id), p.name))
     buf = io.BytesIO()
     records_frame(rows).to_parquet(buf, index=False)
-    store.put_bytes(f"web/frames/{video_id}/frames.parquet", buf.getvalue())
+    store.put_bytes(layout.web_frames_manifest(video_id), buf.getvalue())
 
 
 def _outdoor_frames(n: int, height: int) -> list[np.ndarray]:
@@ -68,9 +69,9 @@ def test_pool_assets_end_to_end(tmp_path):
     )
     assert res.success
 
-    synth = pd.read_parquet(io.BytesIO(store.get_bytes("synth/manifest.parquet")))
+    synth = pd.read_parquet(io.BytesIO(store.get_bytes(layout.SYNTH_MANIFEST)))
     assert len(synth) == cfg.synthesis.images and (synth["backend"] == "builtin").all()
-    assert store.exists("synth/config.resolved.yaml")
+    assert store.exists(layout.resolved_config(layout.SYNTH))
     for shard in synth["shard"].unique():  # training shards carry no depth ...
         assert all(s.depth is None for s in iter_shard(store.fetch(shard)))
     for shard in synth["gt_shard"].unique():  # ... the withheld ground truth does
@@ -80,12 +81,12 @@ def test_pool_assets_end_to_end(tmp_path):
     assert len(tags) == 3 + 1 + cfg.synthesis.images
     broken = tags[tags["key"] == "vidA-broken"].iloc[0]
     assert not broken["ok"] and broken["scene"] is None and "unreadable sample" in broken["reason"]
-    assert store.exists(TAGS_KEY)
+    assert store.exists(layout.POOL_TAGS)
 
     pool = load_pool_manifest(store)
     assert set(pool["source"]) == {"web", "synth"}
     assert len(pool) == int(tags["ok"].sum())
-    assert store.exists(POOL_KEY)
+    assert store.exists(layout.POOL_MANIFEST)
     mat = res.asset_materializations_for_node("unlabeled_pool")[0]
     counts = mat.metadata["counts"].data
     assert sum(counts.values()) == len(pool)

@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 import torch
 
+from dap_model import layout
 from dap_model.config import load_config, project_dir
 from dap_model.errors import InputError
 from dap_model.storage import LocalStore
 from dap_model.evaluation.withheld import pseudo_label_errors, rank_correlation
-from dap_model.training.curation import CURATED_SCHEMA, SCORES_KEY, select_top_k
+from dap_model.training.curation import CURATED_SCHEMA, select_top_k
 from tests.training_data import build_store
 
 MINE = ["scene_invariant_labeler", "stage1_pseudo_labels", "depth_discriminator", "curated_pseudo_labels",
@@ -45,7 +46,7 @@ def test_top_k_per_domain_and_random_control():
 
 def test_rank_correlation_sign_and_gt_sources():
     s = _scores(8)
-    err = pd.DataFrame({"key": s["key"], "gt_prefix": ["web/gt"] * 4 + ["synth/gt"] * 4,
+    err = pd.DataFrame({"key": s["key"], "gt_prefix": [layout.WEB_GT] * 4 + [layout.SYNTH_GT] * 4,
                         "abs_rel": 1.0 - s["score"], "rmse": 0.0, "delta1": 0.0, "abs_rel_aligned": s["score"]})
     r = rank_correlation(s, err)
     assert r["spearman"] == pytest.approx(-1.0) and r["n"] == 8
@@ -89,16 +90,16 @@ def test_training_and_curation_assets_materialise_and_track():
                        ("dap_depth_model", "stage3")):
         assert meta[key]["stage"] == stage and meta[key]["step"] == 4
         assert mats[key].tags["dagster/data_version"] == meta[key]["checkpoint_sha256"]
-        assert meta[key]["model_key"] == f"models/{stage}/model.safetensors" and store.exists(meta[key]["model_key"])
+        assert meta[key]["model_key"] == layout.model_key(stage) and store.exists(meta[key]["model_key"])
     assert not any(k.startswith("rank_corr") for k in meta["depth_discriminator"])  # curation never reads GT
-    scores = pd.read_parquet(store.fetch(SCORES_KEY))
+    scores = pd.read_parquet(store.fetch(layout.CURATION_SCORES))
     assert "abs_rel" not in scores
-    rc = rank_correlation(scores, pseudo_label_errors(load_config("test"), store, "pseudo/stage1"))
+    rc = rank_correlation(scores, pseudo_label_errors(load_config("test"), store, layout.PSEUDO_STAGE1))
     assert rc["n"] == 8  # every pool sample has withheld GT here (measurement only)
     assert -1.0 <= rc["spearman"] <= 1.0
-    curated = CURATED_SCHEMA.validate(pd.read_parquet(store.fetch("pseudo/curated/manifest.parquet")))
+    curated = CURATED_SCHEMA.validate(pd.read_parquet(store.fetch(layout.manifest(layout.PSEUDO_CURATED))))
     assert curated.groupby("domain").size().to_dict() == {"indoor": 2, "outdoor": 2}
-    assert len(pd.read_parquet(store.fetch("pseudo/stage2/manifest.parquet"))) == 8
+    assert len(pd.read_parquet(store.fetch(layout.manifest(layout.PSEUDO_STAGE2)))) == 8
 
     cfg = load_config("test")
     setup_mlflow(cfg.mlflow)
@@ -126,7 +127,7 @@ def test_training_and_curation_assets_materialise_and_track():
 
     v3 = meta["dap_depth_model"]["model_version"]
     logged = load_checkpoint(f"models:/dap-depth/{v3}", load_config("test"))
-    published = load_model(store.fetch("models/stage3/model.safetensors"))
+    published = load_model(store.fetch(layout.model_key("stage3")))
     x = torch.rand(2, 3, 32, 64)
     assert torch.equal(logged.predict(x), published.predict(x))
     served = mlflow.pytorch.load_model(f"models:/dap-depth/{v3}")  # the pt2 graph MLflow serves
@@ -136,7 +137,7 @@ def test_training_and_curation_assets_materialise_and_track():
     res2 = materialize([defs.get_assets_def("curated_pseudo_labels")], instance=instance,
                        resources=default_resources(profile="test", overrides=["curation.selection=random"]))
     assert res2.success
-    ctrl = pd.read_parquet(store.fetch("pseudo/curated/manifest.parquet"))
+    ctrl = pd.read_parquet(store.fetch(layout.manifest(layout.PSEUDO_CURATED)))
     assert set(ctrl["selected_by"]) == {"random"} and len(ctrl) == 4
 
 

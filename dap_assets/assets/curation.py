@@ -15,9 +15,11 @@ from dagster import (
 
 from dap_assets.resources import DapConfigResource, MlflowResource, StorageResource, pipeline_run_id
 from dap_model.training.checkpoint import safetensors_digest
-from dap_model.training.curation import DISC_KEY, run_curation, run_discriminator
+from dap_model import layout
+from dap_model.training.curation import run_curation, run_discriminator
 from dap_model.training.pseudo import pseudo_label_pool
-from dap_model.training.stages import model_key, store_version
+from dap_model.layout import model_key
+from dap_model.training.stages import store_version
 
 
 def _pseudo(context, dap, storage, stage: str, prefix: str) -> MaterializeResult:
@@ -35,7 +37,7 @@ def _pseudo(context, dap, storage, stage: str, prefix: str) -> MaterializeResult
             "excluded_by_domain_prior": int(manifest.attrs.get("excluded", 0)),
             "counts": MetadataValue.md("```\n" + counts.to_string(index=False) + "\n```"),
         },
-        data_version=DataVersion(store_version(store, f"{prefix}/manifest.parquet")),
+        data_version=DataVersion(store_version(store, layout.manifest(prefix))),
     )
 
 
@@ -43,7 +45,7 @@ def _pseudo(context, dap, storage, stage: str, prefix: str) -> MaterializeResult
        code_version="pseudo-3")
 def stage1_pseudo_labels(context: AssetExecutionContext, dap: DapConfigResource, storage: StorageResource) -> MaterializeResult:
     """Stage-1 metric depth for every pool sample: shards under `pseudo/stage1/` + manifest."""
-    return _pseudo(context, dap, storage, "stage1", "pseudo/stage1")
+    return _pseudo(context, dap, storage, "stage1", layout.PSEUDO_STAGE1)
 
 
 @asset(group_name="curation", deps=[stage1_pseudo_labels, AssetKey("labeled_panoramas")], code_version="disc-2",
@@ -58,7 +60,7 @@ def depth_discriminator(context: AssetExecutionContext, dap: DapConfigResource, 
                             progress=False)
     meta = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in res.items()}
     return MaterializeResult(
-        metadata={**{k: v for k, v in meta.items() if v is not None}, "model_key": DISC_KEY},
+        metadata={**{k: v for k, v in meta.items() if v is not None}, "model_key": layout.DISCRIMINATOR_KEY},
         data_version=DataVersion(res["checkpoint_sha256"]),
     )
 
@@ -71,7 +73,7 @@ def curated_pseudo_labels(context: AssetExecutionContext, dap: DapConfigResource
     summary = run_curation(cfg, store)
     return MaterializeResult(
         metadata=summary,
-        data_version=DataVersion(store_version(store, "pseudo/curated/manifest.parquet")),
+        data_version=DataVersion(store_version(store, layout.manifest(layout.PSEUDO_CURATED))),
     )
 
 
@@ -79,4 +81,4 @@ def curated_pseudo_labels(context: AssetExecutionContext, dap: DapConfigResource
        code_version="pseudo-3")
 def stage2_pseudo_labels(context: AssetExecutionContext, dap: DapConfigResource, storage: StorageResource) -> MaterializeResult:
     """Stage-2 metric depth for the whole pool: shards under `pseudo/stage2/` + manifest."""
-    return _pseudo(context, dap, storage, "stage2", "pseudo/stage2")
+    return _pseudo(context, dap, storage, "stage2", layout.PSEUDO_STAGE2)

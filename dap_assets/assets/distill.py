@@ -3,8 +3,9 @@ cube faces of the unlabeled pool, sky/watermark masked (`dap_model.distill`)."""
 
 from dagster import AssetExecutionContext, AssetKey, DataVersion, MaterializeResult, MetadataValue, asset
 
-from dap_assets.resources import DapConfigResource, StorageResource
-from dap_model.distill.pseudo import MANIFEST_KEY, build_perspective_pseudo_labels
+from dap_assets.resources import DapConfigResource, StorageResource, show_progress
+from dap_model import layout
+from dap_model.distill.pseudo import build_perspective_pseudo_labels
 
 
 @asset(group_name="distill", deps=[AssetKey("unlabeled_pool"), AssetKey("dap_depth_model")],
@@ -17,13 +18,13 @@ def perspective_pseudo_labels(context: AssetExecutionContext, dap: DapConfigReso
     `dap_depth_model`); trainings with `distill.enabled` read the latest set from the store on their
     next run (the weekly re-training), which keeps the asset graph acyclic."""
     cfg, store = dap.get(), storage.store()
-    res = build_perspective_pseudo_labels(cfg, store, progress=False)
+    res = build_perspective_pseudo_labels(cfg, store, progress=show_progress())
     m = res.manifest
     kept = m[m["kept"]]
     from dap_model.versioning import store_hash
 
-    return MaterializeResult(data_version=DataVersion(store_hash(store, MANIFEST_KEY)), metadata={
-        "manifest": store.uri(MANIFEST_KEY),
+    return MaterializeResult(data_version=DataVersion(store_hash(store, layout.DISTILL_MANIFEST)), metadata={
+        "manifest": store.uri(layout.DISTILL_MANIFEST),
         "teacher": res.teacher,
         "teacher_source": res.teacher_source,
         "mask": res.masker,

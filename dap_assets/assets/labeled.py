@@ -14,7 +14,8 @@ from dagster import (
 
 from dap_assets.deployment import transient_retry_policy
 from dap_assets.resources import DapConfigResource, StorageResource
-from dap_model.data.labeled import PREFIX as LABELED_PREFIX, MANIFEST_KEY, PREVIEW_KEY, SIM_PREFIX, ingest_labeled, load_labeled_manifest
+from dap_model import layout
+from dap_model.data.labeled import ingest_labeled, load_labeled_manifest
 from dap_model.errors import DapError
 from dap_model.sim.airsim360 import simulate_to_store
 from dap_model.versioning import store_hash
@@ -28,14 +29,14 @@ def _path_or_uri(store, key: str) -> str:
 def airsim360_scenes(context: AssetExecutionContext, dap: DapConfigResource, storage: StorageResource) -> MaterializeResult:
     """Procedural AirSim360-style sequences (RGB + Euclidean depth) in the data store under `airsim360/`."""
     cfg, store = dap.get(), storage.store()
-    res = simulate_to_store(cfg, store, SIM_PREFIX, progress=context.log.info)
+    res = simulate_to_store(cfg, store, layout.AIRSIM360, progress=context.log.info)
     return MaterializeResult(
         metadata={
-            "location": MetadataValue.path(_path_or_uri(store, SIM_PREFIX)),
+            "location": MetadataValue.path(_path_or_uri(store, layout.AIRSIM360)),
             "sequences": len(res.sequences), "frames": res.frames, "per_domain": MetadataValue.json(res.domains),
             "height": cfg.sim.height, "style": cfg.sim.style, "version": res.version,
         },
-        data_version=DataVersion(store_hash(store, SIM_PREFIX)),
+        data_version=DataVersion(store_hash(store, layout.AIRSIM360)),
     )
 
 
@@ -49,18 +50,18 @@ def labeled_panoramas(context: AssetExecutionContext, dap: DapConfigResource, st
     img = base64.b64encode(res.preview_png).decode()
     return MaterializeResult(
         metadata={
-            "manifest": MetadataValue.path(_path_or_uri(store, MANIFEST_KEY)),
+            "manifest": MetadataValue.path(_path_or_uri(store, layout.LABELED_MANIFEST)),
             "source": res.source,
             "counts": MetadataValue.json(res.counts()),
             "depth": MetadataValue.json(res.depth_stats()),
             "skipped": MetadataValue.json(res.skipped),
             "n_skipped": len(res.skipped),
             "version": res.version,
-            "preview": MetadataValue.path(_path_or_uri(store, PREVIEW_KEY)),
+            "preview": MetadataValue.path(_path_or_uri(store, layout.LABELED_PREVIEW)),
             "preview_image": MetadataValue.md(f"![RGB | depth](data:image/png;base64,{img})"),
             "manifest_head": MetadataValue.md("```\n" + res.manifest.head(8).to_string(index=False) + "\n```"),
         },
-        data_version=DataVersion(store_hash(store, LABELED_PREFIX)),
+        data_version=DataVersion(store_hash(store, layout.LABELED)),
     )
 
 

@@ -8,9 +8,10 @@ import pandera.pandas as pa
 from dagster import AssetCheckResult, AssetKey, MetadataValue, asset_check
 
 from dap_assets.resources import StorageResource
+from dap_model import layout
 from dap_model.errors import DapError
 
-PSEUDO_PREFIXES = {"stage1_pseudo_labels": "pseudo/stage1", "stage2_pseudo_labels": "pseudo/stage2"}
+PSEUDO_PREFIXES = {"stage1_pseudo_labels": layout.PSEUDO_STAGE1, "stage2_pseudo_labels": layout.PSEUDO_STAGE2}
 
 
 def _read(store, key: str) -> pd.DataFrame:
@@ -37,16 +38,15 @@ def _result(fn) -> AssetCheckResult:
 def _missing_shards(store, prefix: str, df: pd.DataFrame) -> list[str]:
     """Shards named in `df` (relative to `prefix`; `""` = full store keys) that are not stored."""
     shards = sorted(df["shard"].dropna().unique()) if "shard" in df.columns else []
-    return [s for s in shards if not store.exists(f"{prefix}/{s}" if prefix else s)]
+    return [s for s in shards if not store.exists(layout.join(prefix, s) if prefix else s)]
 
 
 @asset_check(asset=AssetKey("web_video_manifest"), description="normalised manifest passes the video manifest schema")
 def web_video_manifest_schema(storage: StorageResource) -> AssetCheckResult:
     from dap_model.video.manifest import MANIFEST_SCHEMA
-    from dap_model.video.pipeline import NORMALISED_MANIFEST_KEY
 
     def run():
-        df = MANIFEST_SCHEMA.validate(_read(storage.store(), NORMALISED_MANIFEST_KEY), lazy=True)
+        df = MANIFEST_SCHEMA.validate(_read(storage.store(), layout.WEB_MANIFEST), lazy=True)
         return len(df), []
 
     return _result(run)
@@ -73,12 +73,12 @@ def scene_tags_schema(storage: StorageResource) -> AssetCheckResult:
 
 @asset_check(asset=AssetKey("curated_pseudo_labels"), description="curated manifest passes its schema; shards exist")
 def curated_pseudo_labels_schema(storage: StorageResource) -> AssetCheckResult:
-    from dap_model.training.curation import CURATED_PREFIX, CURATED_SCHEMA
+    from dap_model.training.curation import CURATED_SCHEMA
 
     def run():
         store = storage.store()
-        df = CURATED_SCHEMA.validate(_read(store, f"{CURATED_PREFIX}/manifest.parquet"), lazy=True)
-        return len(df), _missing_shards(store, CURATED_PREFIX, df)
+        df = CURATED_SCHEMA.validate(_read(store, layout.manifest(layout.PSEUDO_CURATED)), lazy=True)
+        return len(df), _missing_shards(store, layout.PSEUDO_CURATED, df)
 
     return _result(run)
 
@@ -106,7 +106,7 @@ def _pseudo_check(asset: str):
     def _check(storage: StorageResource) -> AssetCheckResult:
         def run():
             store = storage.store()
-            df = _pseudo_schema().validate(_read(store, f"{prefix}/manifest.parquet"), lazy=True)
+            df = _pseudo_schema().validate(_read(store, layout.manifest(prefix)), lazy=True)
             return len(df), _missing_shards(store, prefix, df)
 
         return _result(run)
@@ -120,12 +120,12 @@ stage2_pseudo_labels_schema = _pseudo_check("stage2_pseudo_labels")
 
 @asset_check(asset=AssetKey("perspective_pseudo_labels"), description="distill manifest is non-empty; its shards exist")
 def perspective_pseudo_labels_schema(storage: StorageResource) -> AssetCheckResult:
-    from dap_model.distill.pseudo import PREFIX, load_distill_manifest
+    from dap_model.distill.pseudo import load_distill_manifest
 
     def run():
         store = storage.store()
         df = load_distill_manifest(store)
         kept = df[df["kept"]] if "kept" in df.columns else df
-        return len(df), _missing_shards(store, PREFIX, kept)
+        return len(df), _missing_shards(store, layout.DISTILL, kept)
 
     return _result(run)

@@ -19,9 +19,8 @@ from dagster import (
 
 from dap_assets.deployment import DEPLOYMENT, transient_retry_policy
 from dap_assets.resources import DapConfigResource, StorageResource
+from dap_model import layout
 from dap_model.data.pool import (
-    POOL_KEY,
-    TAGS_KEY,
     build_pool,
     load_pool_manifest,
     pool_counts,
@@ -29,7 +28,7 @@ from dap_model.data.pool import (
     write_pool,
     write_tags,
 )
-from dap_model.synthesis.store import MANIFEST_KEY, PREFIX as SYNTH_PREFIX, synthesize_to_store
+from dap_model.synthesis.store import synthesize_to_store
 from dap_model.tagging import get_tagger
 from dap_model.versioning import store_hash
 
@@ -46,7 +45,7 @@ def dit360_indoor(context: AssetExecutionContext, dap: DapConfigResource, storag
     seam = res.manifest["seam_ratio"]
     return MaterializeResult(
         metadata={
-            "manifest": store.uri(MANIFEST_KEY),
+            "manifest": store.uri(layout.SYNTH_MANIFEST),
             "backend": cfg.synthesis.backend,
             "images": len(res.manifest),
             "shards": len(res.shards),
@@ -54,7 +53,7 @@ def dit360_indoor(context: AssetExecutionContext, dap: DapConfigResource, storag
             "seam_ratio_max": float(seam.max()) if len(seam) else 0.0,
             "version": res.version,
         },
-        data_version=DataVersion(store_hash(store, SYNTH_PREFIX)),
+        data_version=DataVersion(store_hash(store, layout.SYNTH)),
     )
 
 
@@ -76,14 +75,14 @@ def scene_tags(context: AssetExecutionContext, dap: DapConfigResource, storage: 
     counts = tags.groupby(["source", "scene"], dropna=False).size().reset_index(name="n")
     return MaterializeResult(
         metadata={
-            "tags": store.uri(TAGS_KEY),
+            "tags": store.uri(layout.POOL_TAGS),
             "tagger": tagger.name,
             "images": len(tags),
             "failed": len(failed),
             "counts": _md_table(counts),
             "mean_confidence": float(tags.loc[tags["ok"], "confidence"].mean()) if tags["ok"].any() else 0.0,
         },
-        data_version=DataVersion(store_hash(store, TAGS_KEY)),
+        data_version=DataVersion(store_hash(store, layout.POOL_TAGS)),
     )
 
 
@@ -102,7 +101,7 @@ def unlabeled_pool(context: AssetExecutionContext, dap: DapConfigResource, stora
             "counts": MetadataValue.json(pool_counts(pool)),
             "head": _md_table(pool.head(8)),
         },
-        data_version=DataVersion(store_hash(store, POOL_KEY)),
+        data_version=DataVersion(store_hash(store, layout.POOL_MANIFEST)),
     )
 
 
@@ -117,5 +116,5 @@ def pool_has_both_domains(storage: StorageResource) -> AssetCheckResult:
     domains = {d: sum(v for k, v in counts.items() if k.startswith(d + "/")) for d in ("indoor", "outdoor")}
     return AssetCheckResult(
         passed=all(n > 0 for n in domains.values()),
-        metadata={"per_domain": MetadataValue.json(domains), "counts": MetadataValue.json(counts), "pool": POOL_KEY},
+        metadata={"per_domain": MetadataValue.json(domains), "counts": MetadataValue.json(counts), "pool": layout.POOL_MANIFEST},
     )

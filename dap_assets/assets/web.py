@@ -21,11 +21,11 @@ def web_video_manifest(context: AssetExecutionContext, dap: DapConfigResource, s
     import hashlib
 
     from dap_model.versioning import store_hash
-    from dap_model.video.webstyle import MANIFEST_KEY
+    from dap_model import layout
 
     cfg, store = dap.get(), storage.store()
     df, generated = build_manifest(cfg, store, context.log.info)
-    version = (store_hash(store, MANIFEST_KEY) if generated  # DVC's md5 of the stored manifest
+    version = (store_hash(store, layout.WEB_DEFAULT_MANIFEST) if generated  # DVC's md5 of the stored manifest
                else hashlib.md5(df.to_csv(index=False).encode()).hexdigest())  # an external table's content
     return MaterializeResult(data_version=DataVersion(version), metadata={
         "videos": len(df), "generated_default": generated, "source": manifest_source(cfg, store),
@@ -102,9 +102,10 @@ def web_frames(context: AssetExecutionContext, dap: DapConfigResource, storage: 
         df, summary = extract_video(dap.get(), storage.store(), vid)
     except DapError as err:
         raise _fail(err, f"web frames {vid}") from None
+    from dap_model import layout
     from dap_model.versioning import store_hash
 
-    return MaterializeResult(data_version=DataVersion(store_hash(storage.store(), f"web/frames/{vid}")), metadata={
+    return MaterializeResult(data_version=DataVersion(store_hash(storage.store(), layout.web_frames(vid))), metadata={
         "sampled": summary["sampled"], "accepted": summary["accepted"], "rejected": summary["rejected"],
         "by_reason": MetadataValue.json(summary["by_reason"]), "layouts": MetadataValue.json(summary["layouts"]),
         "shards": len(summary["shards"]), "cached": summary["cached"],

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from dap_model import layout
 from dap_model.config import DapConfig, project_dir, write_resolved_config
 from dap_model.data.airsim360 import list_keys, open_source, read_meta, read_pair, resize_depth, resize_rgb, scan
 from dap_model.data.shards import Sample, ShardWriter, iter_shard
@@ -34,11 +35,6 @@ from dap_model.errors import DapError, InputError, StorageError
 from dap_model.io import atomic_write_bytes, atomic_write_text
 from dap_model.storage import DataStore, LocalStore
 
-PREFIX = "labeled"
-MANIFEST_KEY = f"{PREFIX}/manifest.parquet"
-DATASET_KEY = f"{PREFIX}/dataset.json"
-PREVIEW_KEY = f"{PREFIX}/preview.png"
-SIM_PREFIX = "airsim360"
 SPLITS = ("train", "val", "test")
 DOMAINS = ("indoor", "outdoor")
 _KEY_BAD = re.compile(r"[^A-Za-z0-9_\-]+")
@@ -145,7 +141,7 @@ def resolve_source(cfg: DapConfig, store: DataStore, source: str | None = None) 
     `airsim360/`, written by the simulator asset)."""
     source = source if source is not None else cfg.ingest.source
     if source == "simulator":
-        return store, SIM_PREFIX, store.uri(SIM_PREFIX)
+        return store, layout.AIRSIM360, store.uri(layout.AIRSIM360)
     src_store, root = open_source(source, cfg.ingest.endpoint_url or cfg.storage.endpoint_url, cfg.storage.region)
     return src_store, root, source
 
@@ -282,18 +278,18 @@ def ingest_labeled(cfg: DapConfig, store: DataStore, source: str | None = None,
         png = preview(shots)
         buf = io.BytesIO()
         manifest.to_parquet(buf, index=False)
-        atomic_write_bytes(stage / "manifest.parquet", buf.getvalue())
+        atomic_write_bytes(stage / layout.MANIFEST_NAME, buf.getvalue())
         atomic_write_bytes(stage / "preview.png", png)
-        result = IngestResult(src_desc, manifest, skipped, shards, version, png, store.uri(PREFIX))
+        result = IngestResult(src_desc, manifest, skipped, shards, version, png, store.uri(layout.LABELED))
         info = {"version": version, "source": src_desc, **result.counts(), "depth": result.depth_stats(),
                 "skipped_items": skipped, "shards": shards}
         atomic_write_text(stage / "dataset.json", json.dumps(info, indent=1, sort_keys=True))
         write_resolved_config(cfg, stage)
-        written = shards + ["preview.png", "config.resolved.yaml", "dataset.json", "manifest.parquet"]
+        written = shards + ["preview.png", layout.RESOLVED_CONFIG_NAME, "dataset.json", layout.MANIFEST_NAME]
         for name in written:  # the manifest last: readers see the new set only once it is whole
-            store.put_file(stage / name, f"{PREFIX}/{name}")
-        keep = {f"{PREFIX}/{n}" for n in written}
-        for key in store.list(PREFIX):
+            store.put_file(stage / name, layout.join(layout.LABELED, name))
+        keep = {layout.join(layout.LABELED, n) for n in written}
+        for key in store.list(layout.LABELED):
             if key not in keep:
                 store.delete(key)
     return result
@@ -309,22 +305,22 @@ def validate_manifest(df: pd.DataFrame) -> pd.DataFrame:
 
 def load_labeled_manifest(store: DataStore) -> pd.DataFrame:
     """The manifest of the labelled set (validated); StorageError if it was never ingested."""
-    if not store.exists(MANIFEST_KEY):
-        raise StorageError(f"{store.uri(MANIFEST_KEY)}: no labelled set; materialise labeled_panoramas first")
+    if not store.exists(layout.LABELED_MANIFEST):
+        raise StorageError(f"{store.uri(layout.LABELED_MANIFEST)}: no labelled set; materialise labeled_panoramas first")
     try:
-        df = pd.read_parquet(io.BytesIO(store.get_bytes(MANIFEST_KEY)))
+        df = pd.read_parquet(io.BytesIO(store.get_bytes(layout.LABELED_MANIFEST)))
     except DapError:
         raise
     except Exception as err:
-        raise InputError(f"{store.uri(MANIFEST_KEY)}: unreadable parquet ({err})") from None
+        raise InputError(f"{store.uri(layout.LABELED_MANIFEST)}: unreadable parquet ({err})") from None
     return validate_manifest(df)
 
 
 def labeled_version(store: DataStore) -> str:
     try:
-        return str(json.loads(store.get_bytes(DATASET_KEY))["version"])
+        return str(json.loads(store.get_bytes(layout.LABELED_DATASET))["version"])
     except (ValueError, KeyError) as err:
-        raise InputError(f"{store.uri(DATASET_KEY)}: malformed ({err})") from None
+        raise InputError(f"{store.uri(layout.LABELED_DATASET)}: malformed ({err})") from None
 
 
 def iter_labeled(store: DataStore, split: str) -> Iterator[Sample]:
@@ -336,5 +332,5 @@ def iter_labeled(store: DataStore, split: str) -> Iterator[Sample]:
     part = manifest[manifest["split"] == split]
     cache = None if isinstance(store, LocalStore) else project_dir() / ".cache" / "labeled" / labeled_version(store)
     for shard, rows in part.groupby("shard", sort=True):
-        path = store.fetch(f"{PREFIX}/{shard}", cache_dir=cache)
+        path = store.fetch(layout.join(layout.LABELED, shard), cache_dir=cache)
         yield from iter_shard(path, keys=list(rows["key"]))

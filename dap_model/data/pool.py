@@ -18,12 +18,10 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from dap_model import layout
 from dap_model.data.shards import Sample, iter_shard
 from dap_model.errors import InputError
 
-WEB_FRAMES_PREFIX = "web/frames"
-TAGS_KEY = "pool/scene_tags.parquet"
-POOL_KEY = "pool/manifest.parquet"
 SOURCES = ("web", "synth")
 DOMAINS = ("indoor", "outdoor")
 
@@ -71,8 +69,8 @@ def web_frame_items(store) -> pd.DataFrame:
     from dap_model.video.frames import validate_frames_manifest
 
     parts = []
-    for mkey in store.list(WEB_FRAMES_PREFIX):
-        if not mkey.endswith("/frames.parquet"):
+    for mkey in store.list(layout.WEB_FRAMES):
+        if not mkey.endswith("/" + layout.FRAMES_MANIFEST_NAME):
             continue
         df = validate_frames_manifest(pd.read_parquet(io.BytesIO(store.get_bytes(mkey))), store.uri(mkey))
         df = df[df["accepted"]]
@@ -84,9 +82,9 @@ def web_frame_items(store) -> pd.DataFrame:
 
 
 def synth_items(store) -> pd.DataFrame:
-    from dap_model.synthesis.store import MANIFEST_KEY, load_synth_manifest
+    from dap_model.synthesis.store import load_synth_manifest
 
-    if not store.exists(MANIFEST_KEY):
+    if not store.exists(layout.SYNTH_MANIFEST):
         return pd.DataFrame(columns=["key", "shard", "source", "origin"])
     m = load_synth_manifest(store)
     return pd.DataFrame({"key": m["key"].values, "shard": m["shard"].values, "source": "synth",
@@ -164,24 +162,24 @@ def _put_parquet(store, key: str, df: pd.DataFrame) -> str:
 
 
 def write_tags(store, tags: pd.DataFrame) -> str:
-    return _put_parquet(store, TAGS_KEY, _validate(TAGS_SCHEMA, tags, "scene tags"))
+    return _put_parquet(store, layout.POOL_TAGS, _validate(TAGS_SCHEMA, tags, "scene tags"))
 
 
 def load_tags(store) -> pd.DataFrame:
-    if not store.exists(TAGS_KEY):
-        raise InputError(f"{store.uri(TAGS_KEY)}: no scene tags; materialise scene_tags first")
-    return _validate(TAGS_SCHEMA, pd.read_parquet(io.BytesIO(store.get_bytes(TAGS_KEY))), store.uri(TAGS_KEY))
+    if not store.exists(layout.POOL_TAGS):
+        raise InputError(f"{store.uri(layout.POOL_TAGS)}: no scene tags; materialise scene_tags first")
+    return _validate(TAGS_SCHEMA, pd.read_parquet(io.BytesIO(store.get_bytes(layout.POOL_TAGS))), store.uri(layout.POOL_TAGS))
 
 
 def write_pool(store, pool: pd.DataFrame) -> str:
-    return _put_parquet(store, POOL_KEY, _validate(POOL_SCHEMA, pool, "unlabeled pool"))
+    return _put_parquet(store, layout.POOL_MANIFEST, _validate(POOL_SCHEMA, pool, "unlabeled pool"))
 
 
 def load_pool_manifest(store) -> pd.DataFrame:
-    if not store.exists(POOL_KEY):
-        raise InputError(f"{store.uri(POOL_KEY)}: no pool manifest; materialise unlabeled_pool first")
-    df = pd.read_parquet(io.BytesIO(store.get_bytes(POOL_KEY)))
-    return _validate(POOL_SCHEMA, df, store.uri(POOL_KEY))
+    if not store.exists(layout.POOL_MANIFEST):
+        raise InputError(f"{store.uri(layout.POOL_MANIFEST)}: no pool manifest; materialise unlabeled_pool first")
+    df = pd.read_parquet(io.BytesIO(store.get_bytes(layout.POOL_MANIFEST)))
+    return _validate(POOL_SCHEMA, df, store.uri(layout.POOL_MANIFEST))
 
 
 def iter_pool(store, manifest: pd.DataFrame | None = None) -> Iterator[tuple[dict, Sample]]:

@@ -23,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from dap_model.accel import resolve_device
+from dap_model import layout
 from dap_model.config import RESOLVED_CONFIG_NAME, DapConfig, write_resolved_config
 from dap_model.data.shards import Sample, ShardWriter
 from dap_model.distill.faces import face_size, random_rotations, rotated_cube
@@ -32,8 +33,6 @@ from dap_model.geometry import CUBE_FACES, rotation_matrix
 from dap_model.training.data import resize_pair
 from dap_model.training.pseudo import iter_pool_samples, read_pool_manifest, replace_prefix
 
-PREFIX = "distill"
-MANIFEST_KEY = f"{PREFIX}/manifest.parquet"
 MANIFEST_COLUMNS = ["key", "pool_key", "pool_shard", "shard", "rotation", "yaw_deg", "pitch_deg", "roll_deg",
                     "face_w", "valid_fraction", "face_valid_fraction", "dropped_faces", "kept"]
 
@@ -137,22 +136,22 @@ def build_perspective_pseudo_labels(cfg: DapConfig, store, progress: bool = True
             flush()
         shards = writer.close()
         manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
-        manifest.to_parquet(tmp_dir / "manifest.parquet", index=False)
+        manifest.to_parquet(tmp_dir / layout.MANIFEST_NAME, index=False)
         write_resolved_config(cfg, tmp_dir)
-        (tmp_dir / "teacher.json").write_text(json.dumps(
+        (tmp_dir / layout.TEACHER_NAME).write_text(json.dumps(
             {"teacher": teacher.name, "source": teacher.source, "mask": masker.name, "face_w": face_w}, indent=2))
-        replace_prefix(store, PREFIX, tmp_dir, set(shards) | {"manifest.parquet", RESOLVED_CONFIG_NAME, "teacher.json"})
+        replace_prefix(store, layout.DISTILL, tmp_dir, set(shards) | {layout.MANIFEST_NAME, RESOLVED_CONFIG_NAME, layout.TEACHER_NAME})
     return DistillLabels(manifest, shards, teacher.name, teacher.source, masker.name, face_w)
 
 
 def load_distill_manifest(store) -> pd.DataFrame:
     from dap_model.errors import InputError
 
-    if not store.exists(MANIFEST_KEY):
-        raise InputError(f"{store.uri(MANIFEST_KEY)}: no manifest (materialise perspective_pseudo_labels first)")
-    return pd.read_parquet(io.BytesIO(store.get_bytes(MANIFEST_KEY)))
+    if not store.exists(layout.DISTILL_MANIFEST):
+        raise InputError(f"{store.uri(layout.DISTILL_MANIFEST)}: no manifest (materialise perspective_pseudo_labels first)")
+    return pd.read_parquet(io.BytesIO(store.get_bytes(layout.DISTILL_MANIFEST)))
 
 
 def distill_shard_keys(store) -> list[str]:
     m = load_distill_manifest(store)
-    return [f"{PREFIX}/{s}" for s in sorted(m.loc[m["kept"], "shard"].unique())]
+    return [layout.join(layout.DISTILL, s) for s in sorted(m.loc[m["kept"], "shard"].unique())]

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dap_model import layout
 from dap_model.config import DistillConfig
 from dap_model.distill.faces import erp_depth_to_face_disparity, rotated_cube
 from dap_model.errors import ConfigError, InputError
@@ -27,8 +28,7 @@ from dap_model.geometry import rotate_erp
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-DAP_TEACHER_DEFAULTS = ("models/stage3/model.safetensors", "models/stage2/model.safetensors",
-                        "models/stage1/model.safetensors")
+DAP_TEACHER_DEFAULTS = tuple(layout.model_key(s) for s in ("stage3", "stage2", "stage1"))
 
 _REGISTRY: dict[str, Callable[..., "Teacher"]] = {}
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dap_model import layout
 from dap_model.config import DapConfig
 from dap_model.errors import InputError
 
@@ -91,7 +92,7 @@ def model_entry_from_metadata(name: str, stage: str, meta: dict[str, Any], store
     if ckpt is None and version is not None:  # immutable, unlike a store key that the next run overwrites
         ckpt = f"models:/{registered_model}/{version}"
     if ckpt is None:
-        ckpt = pick("checkpoint_key", "model_key") or f"models/{stage}/model.safetensors"
+        ckpt = pick("checkpoint_key", "model_key") or layout.model_key(stage)
     if is_mlflow_uri(ckpt):
         return ModelEntry(name, stage, ckpt, run_id, version)
     if ckpt.startswith("file://"):

@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from dap_model import layout
 from dap_model.config import DapConfig
 from dap_model.evaluation.metrics import depth_metrics
 
-WITHHELD_GT_PREFIXES = ("web/gt", "synth/gt")
+WITHHELD_GT_PREFIXES = layout.WITHHELD_GT
 ERROR_COLUMNS = ["key", "gt_prefix", "abs_rel", "rmse", "delta1", "abs_rel_aligned"]
 
 

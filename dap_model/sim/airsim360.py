@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import torch
 
+from dap_model import layout
 from dap_model.config import DapConfig, SimConfig, project_dir, write_resolved_config
 from dap_model.data.airsim360 import META_NAME, depth_name, panorama_name
 from dap_model.io import atomic_write_bytes
@@ -145,7 +146,7 @@ def simulate(out_dir: str | Path, cfg: DapConfig, progress: Callable[[str], None
     return SimResult(str(out), [p.name for p in plans], total, domains, digest.hexdigest()[:16], files)
 
 
-def simulate_to_store(cfg: DapConfig, store: DataStore, prefix: str = "airsim360",
+def simulate_to_store(cfg: DapConfig, store: DataStore, prefix: str = layout.AIRSIM360,
                       progress: Callable[[str], None] | None = None) -> SimResult:
     """Render into the data store under `prefix/`; objects of an earlier run that this run did
     not write are removed, so the prefix holds exactly this set."""
@@ -154,8 +155,8 @@ def simulate_to_store(cfg: DapConfig, store: DataStore, prefix: str = "airsim360
     with tempfile.TemporaryDirectory(prefix="sim-", dir=cache) as tmp:
         res = simulate(tmp, cfg, progress)
         keep = set()
-        for rel in res.files + ["config.resolved.yaml"]:
-            key = f"{prefix}/{rel}"
+        for rel in res.files + [layout.RESOLVED_CONFIG_NAME]:
+            key = layout.join(prefix, rel)
             store.put_file(Path(tmp) / rel, key)
             keep.add(key)
         for key in store.list(prefix):

@@ -14,18 +14,16 @@ from typing import Callable
 import pandas as pd
 import pandera.pandas as pa
 
-from dap_model.config import RESOLVED_CONFIG_NAME
+from dap_model import layout
 from dap_model.data.shards import Sample, ShardWriter
 from dap_model.errors import InputError
 from dap_model.synthesis.base import get_synthesizer
 
-PREFIX = "synth"
-MANIFEST_KEY = f"{PREFIX}/manifest.parquet"
 
 SYNTH_SCHEMA = pa.DataFrameSchema(
     {
         "key": pa.Column(str, pa.Check.str_matches(r"^[A-Za-z0-9_\-]+$"), unique=True),
-        "shard": pa.Column(str, pa.Check.str_startswith(f"{PREFIX}/shards/")),
+        "shard": pa.Column(str, pa.Check.str_startswith(layout.SYNTH_SHARDS + "/")),
         "gt_shard": pa.Column(str, nullable=True),
         "backend": pa.Column(str),
         "prompt": pa.Column(str, nullable=True),
@@ -63,8 +61,8 @@ def synthesize_to_store(cfg, store, synthesizer=None, progress: Callable[[str], 
             h, w = im.rgb.shape[:2]
             rows.append({
                 "key": im.key,
-                "shard": f"{PREFIX}/shards/{shard}",
-                "gt_shard": f"{PREFIX}/gt/{gt_shard}" if gt_shard else None,
+                "shard": layout.join(layout.SYNTH_SHARDS, shard),
+                "gt_shard": layout.join(layout.SYNTH_GT, gt_shard) if gt_shard else None,
                 "backend": meta.get("backend", synth.name),
                 "prompt": meta.get("prompt"),
                 "height": int(h),
@@ -84,23 +82,23 @@ def synthesize_to_store(cfg, store, synthesizer=None, progress: Callable[[str], 
         for sub, names in (("shards", shards), ("gt", gt_shards)):
             for name in names:
                 digest.update((tmp / sub / name).read_bytes())
-                store.put_file(tmp / sub / name, f"{PREFIX}/{sub}/{name}")
+                store.put_file(tmp / sub / name, layout.join(layout.SYNTH, sub, name))
     buf = io.BytesIO()
     manifest.to_parquet(buf, index=False)
-    store.put_bytes(MANIFEST_KEY, buf.getvalue())
-    store.put_bytes(f"{PREFIX}/{RESOLVED_CONFIG_NAME}", cfg.to_yaml().encode())
-    keep = {f"{PREFIX}/shards/{n}" for n in shards} | {f"{PREFIX}/gt/{n}" for n in gt_shards}
-    for key in store.list(f"{PREFIX}/shards") + store.list(f"{PREFIX}/gt"):
+    store.put_bytes(layout.SYNTH_MANIFEST, buf.getvalue())
+    store.put_bytes(layout.resolved_config(layout.SYNTH), cfg.to_yaml().encode())
+    keep = {layout.join(layout.SYNTH_SHARDS, n) for n in shards} | {layout.join(layout.SYNTH_GT, n) for n in gt_shards}
+    for key in store.list(layout.SYNTH_SHARDS) + store.list(layout.SYNTH_GT):
         if key not in keep:  # shards of an earlier, larger run (after the manifest moved on)
             store.delete(key)
     return SynthResult(manifest, digest.hexdigest()[:16], shards, gt_shards)
 
 
 def load_synth_manifest(store) -> pd.DataFrame:
-    if not store.exists(MANIFEST_KEY):
-        raise InputError(f"{store.uri(MANIFEST_KEY)}: no synth manifest; materialise dit360_indoor first")
-    df = pd.read_parquet(io.BytesIO(store.get_bytes(MANIFEST_KEY)))
+    if not store.exists(layout.SYNTH_MANIFEST):
+        raise InputError(f"{store.uri(layout.SYNTH_MANIFEST)}: no synth manifest; materialise dit360_indoor first")
+    df = pd.read_parquet(io.BytesIO(store.get_bytes(layout.SYNTH_MANIFEST)))
     try:
         return SYNTH_SCHEMA.validate(df, lazy=True)
     except pa.errors.SchemaErrors as err:
-        raise InputError(f"{store.uri(MANIFEST_KEY)}: {err.failure_cases.head(5).to_dict('records')}") from None
+        raise InputError(f"{store.uri(layout.SYNTH_MANIFEST)}: {err.failure_cases.head(5).to_dict('records')}") from None

@@ -5,7 +5,7 @@
    `curation.disc_fake`).
 2. `score_pseudo_labels`: a realism score in (0,1) per pool pseudo-label.
 3. `select_top_k` + `write_curated`: top-K indoor + top-K outdoor by score (or K random ones: the
-   control), copied into `pseudo/curated/` shards with a pandera-validated manifest."""
+   control), copied into `layout.PSEUDO_CURATED` shards with a pandera-validated manifest."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import pandera.pandas as pa
 import torch
 from tqdm import tqdm
 
+from dap_model import layout
 from dap_model.accel import resolve_device
 from dap_model.config import DapConfig, RESOLVED_CONFIG_NAME, write_resolved_config
 from dap_model.data.shards import Sample, ShardWriter
@@ -36,10 +37,6 @@ from dap_model.training.data import (
 )
 from dap_model.training.pseudo import replace_prefix
 from dap_model.training.stages import fetch_all, manifest_shard_keys, split_shard_keys
-
-DISC_KEY = "models/discriminator/model.safetensors"
-SCORES_KEY = "curation/scores.parquet"
-CURATED_PREFIX = "pseudo/curated"
 
 CURATED_SCHEMA = pa.DataFrameSchema(
     {
@@ -146,7 +143,7 @@ def save_discriminator(disc, path: Path, cfg: DapConfig) -> Path:
 def score_pseudo_labels(cfg: DapConfig, disc, store, pseudo_prefix: str) -> pd.DataFrame:
     """One row per pseudo-label: key, shard, domain, source, score."""
     device = next(disc.parameters()).device
-    manifest = pd.read_parquet(store.fetch(f"{pseudo_prefix}/manifest.parquet")).set_index("key")
+    manifest = pd.read_parquet(store.fetch(layout.manifest(pseudo_prefix))).set_index("key")
     paths = fetch_all(store, manifest_shard_keys(store, pseudo_prefix))
     out: list[dict] = []
     batch: list = []
@@ -185,7 +182,7 @@ def select_top_k(scores: pd.DataFrame, k: int, selection: str, seed: int) -> pd.
 
 
 def write_curated(cfg: DapConfig, store, selected: pd.DataFrame, pseudo_prefix: str,
-                  out_prefix: str = CURATED_PREFIX) -> pd.DataFrame:
+                  out_prefix: str = layout.PSEUDO_CURATED) -> pd.DataFrame:
     """Copy the selected pseudo-labels into `out_prefix` shards; manifest validated by CURATED_SCHEMA."""
     wanted = selected.set_index("key")
     rows = []
@@ -193,7 +190,7 @@ def write_curated(cfg: DapConfig, store, selected: pd.DataFrame, pseudo_prefix: 
         tmp_dir = Path(tmp)
         writer = ShardWriter(tmp_dir, "curated", cfg.ingest.shard_size)
         for shard in sorted(wanted["shard"].unique()):
-            key = f"{pseudo_prefix}/{shard}"
+            key = layout.join(pseudo_prefix, shard)
             for k, parts in read_raw(Path(store.fetch(key))):
                 if k not in wanted.index:
                     continue
@@ -206,15 +203,15 @@ def write_curated(cfg: DapConfig, store, selected: pd.DataFrame, pseudo_prefix: 
         manifest = CURATED_SCHEMA.validate(pd.DataFrame(rows))
         if len(manifest) != len(selected):
             raise InputError(f"curation: {len(selected) - len(manifest)} selected keys missing from {pseudo_prefix}")
-        manifest.to_parquet(tmp_dir / "manifest.parquet", index=False)
+        manifest.to_parquet(tmp_dir / layout.MANIFEST_NAME, index=False)
         write_resolved_config(cfg, tmp_dir)
-        replace_prefix(store, out_prefix, tmp_dir, set(shards) | {"manifest.parquet", RESOLVED_CONFIG_NAME})
+        replace_prefix(store, out_prefix, tmp_dir, set(shards) | {layout.MANIFEST_NAME, RESOLVED_CONFIG_NAME})
     return manifest
 
 
-def run_discriminator(cfg: DapConfig, store, stage1_model: str | Path, pseudo_prefix: str = "pseudo/stage1",
+def run_discriminator(cfg: DapConfig, store, stage1_model: str | Path, pseudo_prefix: str = layout.PSEUDO_STAGE1,
                       pipeline_run: str = "", work_dir: Path | None = None, progress: bool = True) -> dict:
-    """Train, save (`models/discriminator/`), score the pool's pseudo-labels (`curation/scores.parquet`);
+    """Train, save (`layout.DISCRIMINATOR_KEY`), score the pool's pseudo-labels (`layout.CURATION_SCORES`);
     one MLflow run (stage `discriminator`). Returns a summary."""
     import mlflow
 
@@ -224,8 +221,8 @@ def run_discriminator(cfg: DapConfig, store, stage1_model: str | Path, pseudo_pr
 
     t0 = time.perf_counter()
     tags = {"dap.stage": "discriminator", "dap.pipeline_run": pipeline_run, "dap.profile": cfg.profile,
-            "dap.data.labeled": store_version(store, "labeled/manifest.parquet"),
-            f"dap.data.{pseudo_prefix.replace('/', '_')}": store_version(store, f"{pseudo_prefix}/manifest.parquet")}
+            "dap.data.labeled": store_version(store, layout.LABELED_MANIFEST),
+            f"dap.data.{pseudo_prefix.replace('/', '_')}": store_version(store, layout.manifest(pseudo_prefix))}
     with start_run(cfg, "discriminator", None, tags) as run:
         disc, losses = train_discriminator(cfg, store, stage1_model, pseudo_prefix, progress)
         for i in range(0, len(losses), cfg.train.log_every):
@@ -233,11 +230,11 @@ def run_discriminator(cfg: DapConfig, store, stage1_model: str | Path, pseudo_pr
         scores = score_pseudo_labels(cfg, disc, store, pseudo_prefix)
         with tempfile.TemporaryDirectory() as tmp:
             wd = Path(work_dir or tmp)
-            path = save_discriminator(disc, wd / "model.safetensors", cfg)
-            store.put_file(path, DISC_KEY)
-            store.put_file(wd / RESOLVED_CONFIG_NAME, f"models/discriminator/{RESOLVED_CONFIG_NAME}")
+            path = save_discriminator(disc, wd / layout.MODEL_FILE, cfg)
+            store.put_file(path, layout.DISCRIMINATOR_KEY)
+            store.put_file(wd / RESOLVED_CONFIG_NAME, layout.resolved_config(layout.model_prefix(layout.DISCRIMINATOR)))
             scores.assign(run_id=run.info.run_id).to_parquet(wd / "scores.parquet", index=False)
-            store.put_file(wd / "scores.parquet", SCORES_KEY)
+            store.put_file(wd / "scores.parquet", layout.CURATION_SCORES)
             digest = safetensors_digest(path)
         mlflow.log_metric("disc/mean_score", float(scores["score"].mean()))
         mlflow.set_tag("dap.checkpoint_sha256", digest)
@@ -250,11 +247,11 @@ def run_discriminator(cfg: DapConfig, store, stage1_model: str | Path, pseudo_pr
     }
 
 
-def run_curation(cfg: DapConfig, store, pseudo_prefix: str = "pseudo/stage1") -> dict:
-    """Select top-K per domain from `curation/scores.parquet` and write `pseudo/curated/`."""
-    if not store.exists(SCORES_KEY):
-        raise InputError(f"{store.uri(SCORES_KEY)}: no scores (materialise depth_discriminator first)")
-    scores = pd.read_parquet(store.fetch(SCORES_KEY))
+def run_curation(cfg: DapConfig, store, pseudo_prefix: str = layout.PSEUDO_STAGE1) -> dict:
+    """Select top-K per domain from `layout.CURATION_SCORES` and write `layout.PSEUDO_CURATED`."""
+    if not store.exists(layout.CURATION_SCORES):
+        raise InputError(f"{store.uri(layout.CURATION_SCORES)}: no scores (materialise depth_discriminator first)")
+    scores = pd.read_parquet(store.fetch(layout.CURATION_SCORES))
     cc = cfg.curation
     selected = select_top_k(scores, cc.top_k_per_domain, cc.selection, cc.seed)
     manifest = write_curated(cfg, store, selected, pseudo_prefix)

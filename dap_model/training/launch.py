@@ -14,6 +14,8 @@ import os
 import sys
 from pathlib import Path
 
+from dap_model import layout
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from dap_model.cli import add_config_arguments
@@ -42,7 +44,7 @@ def _pipes():
 def result_metadata(result) -> dict:
     return {
         "stage": result.stage,
-        "model_key": f"models/{result.stage}/model.safetensors",
+        "model_key": layout.model_key(result.stage),
         "mlflow_run_id": result.run_id or "",
         "model_version": result.model_version or "",
         "checkpoint_sha256": result.checkpoint_hash,

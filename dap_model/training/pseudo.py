@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from dap_model import layout
 from dap_model.accel import resolve_device
 from dap_model.config import DapConfig, RESOLVED_CONFIG_NAME, write_resolved_config
 from dap_model.data.shards import Sample, ShardWriter
@@ -27,28 +28,26 @@ from dap_model.errors import InputError
 from dap_model.training.data import decode_raw, read_raw, resize_pair
 from dap_model.training.predict import predict_at
 
-POOL_MANIFEST = "pool/manifest.parquet"
 POOL_COLUMNS = ("key", "shard", "domain", "source")
 PSEUDO_COLUMNS = ["key", "shard", "domain", "source", "pool_shard", "valid_fraction", "median_depth_m", "scale_factor"]
-LABELED_MANIFEST = "labeled/manifest.parquet"
 EXCLUDED_NAME = "excluded.parquet"
 EXCLUDED_COLUMNS = ["key", "domain", "source", "confidence", "median_depth_m", "reason"]
 
 
 def read_pool_manifest(store) -> pd.DataFrame:
-    if not store.exists(POOL_MANIFEST):
-        raise InputError(f"{store.uri(POOL_MANIFEST)}: no pool manifest (materialise unlabeled_pool first)")
-    df = pd.read_parquet(store.fetch(POOL_MANIFEST))
+    if not store.exists(layout.POOL_MANIFEST):
+        raise InputError(f"{store.uri(layout.POOL_MANIFEST)}: no pool manifest (materialise unlabeled_pool first)")
+    df = pd.read_parquet(store.fetch(layout.POOL_MANIFEST))
     missing = [c for c in POOL_COLUMNS if c not in df.columns]
     if missing:
-        raise InputError(f"{store.uri(POOL_MANIFEST)}: missing columns {missing}")
+        raise InputError(f"{store.uri(layout.POOL_MANIFEST)}: missing columns {missing}")
     if df.empty:
-        raise InputError(f"{store.uri(POOL_MANIFEST)}: the pool is empty")
+        raise InputError(f"{store.uri(layout.POOL_MANIFEST)}: the pool is empty")
     return df
 
 
 def _pool_shard_key(store, shard: str) -> str:
-    for key in (shard, f"pool/{shard}"):
+    for key in (shard, layout.join(layout.POOL, shard)):
         if store.exists(key):
             return key
     raise InputError(f"pool shard {shard!r}: not found in {store.uri('')}")
@@ -71,12 +70,12 @@ def iter_pool_samples(store, manifest: pd.DataFrame) -> Iterator[tuple[dict, np.
 
 def domain_depth_prior(store) -> dict[str, tuple[float, float]]:
     """Per domain of the labelled train split: (mean, std) of log per-image median depth (m)."""
-    if not store.exists(LABELED_MANIFEST):
-        raise InputError(f"{store.uri(LABELED_MANIFEST)}: no labelled manifest (materialise labeled_panoramas first)")
-    m = pd.read_parquet(store.fetch(LABELED_MANIFEST))
+    if not store.exists(layout.LABELED_MANIFEST):
+        raise InputError(f"{store.uri(layout.LABELED_MANIFEST)}: no labelled manifest (materialise labeled_panoramas first)")
+    m = pd.read_parquet(store.fetch(layout.LABELED_MANIFEST))
     missing = [c for c in ("split", "domain", "depth_median") if c not in m.columns]
     if missing:
-        raise InputError(f"{store.uri(LABELED_MANIFEST)}: missing columns {missing} (needed by curation.domain_scale)")
+        raise InputError(f"{store.uri(layout.LABELED_MANIFEST)}: missing columns {missing} (needed by curation.domain_scale)")
     m = m[(m["split"] == "train") & (m["depth_median"] > 0)]
     prior = {}
     for domain, g in m.groupby("domain", sort=True):
@@ -108,7 +107,7 @@ def replace_prefix(store, prefix: str, local_dir: Path, keep: set[str]) -> None:
     """Upload every file of `local_dir` to `prefix/`, then delete objects under `prefix/` that
     are not in `keep` (stale shards of an earlier, larger run). The manifest goes last."""
     files = sorted(p for p in local_dir.iterdir() if p.is_file())
-    for f in sorted(files, key=lambda p: p.name == "manifest.parquet"):
+    for f in sorted(files, key=lambda p: p.name == layout.MANIFEST_NAME):
         store.put_file(f, f"{prefix}/{f.name}")
     for k in store.list(prefix):
         if k.rsplit("/", 1)[-1] not in keep:
@@ -177,10 +176,10 @@ def pseudo_label_pool(
         shards = writer.close()
         manifest = pd.DataFrame(rows, columns=PSEUDO_COLUMNS)
         if manifest.empty and excluded:
-            raise InputError(f"{store.uri(POOL_MANIFEST)}: curation.domain_scale=drop left none of the "
+            raise InputError(f"{store.uri(layout.POOL_MANIFEST)}: curation.domain_scale=drop left none of the "
                              f"{len(excluded)} pseudo-labels (labeler and tags disagree on every one)")
-        manifest.to_parquet(tmp_dir / "manifest.parquet", index=False)
-        keep = set(shards) | {"manifest.parquet", RESOLVED_CONFIG_NAME}
+        manifest.to_parquet(tmp_dir / layout.MANIFEST_NAME, index=False)
+        keep = set(shards) | {layout.MANIFEST_NAME, RESOLVED_CONFIG_NAME}
         if cc.domain_scale == "drop":
             pd.DataFrame(excluded, columns=EXCLUDED_COLUMNS).to_parquet(tmp_dir / EXCLUDED_NAME, index=False)
             keep.add(EXCLUDED_NAME)

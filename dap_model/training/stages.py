@@ -1,9 +1,8 @@
 """The three trainings as data: which shards each stage reads, which model it starts from,
 where its model is published in the data store.
 
-Store layout read here: `labeled/**/{train,val,test}-*.tar` + `labeled/manifest.parquet`
-(issue 3), `pseudo/<name>/` + `pseudo/<name>/manifest.parquet` (this package), `web/test/**.tar`
-(web-domain test split). Published: `models/<stage>/model.safetensors` (+ `.json`, config)."""
+Reads the labelled shards and a stage's pseudo-label set; publishes `layout.model_key(stage)`
+(+ model card and resolved config). Keys: `dap_model.layout`."""
 
 from __future__ import annotations
 
@@ -14,8 +13,10 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from dap_model.config import DapConfig, RESOLVED_CONFIG_NAME, project_dir
+from dap_model import layout
+from dap_model.config import DapConfig, project_dir
 from dap_model.errors import InputError
+from dap_model.layout import model_key
 from dap_model.training.checkpoint import safetensors_digest
 from dap_model.training.data import ShardSource
 
@@ -31,8 +32,8 @@ STAGES: dict[str, StageSpec] = {
     s.name: s
     for s in (
         StageSpec("stage1", None, None),
-        StageSpec("stage2", "pseudo/curated", "stage1"),
-        StageSpec("stage3", "pseudo/stage2", "stage2"),
+        StageSpec("stage2", layout.PSEUDO_CURATED, "stage1"),
+        StageSpec("stage3", layout.PSEUDO_STAGE2, "stage2"),
     )
 }
 
@@ -41,10 +42,6 @@ def stage_spec(stage: str) -> StageSpec:
     if stage not in STAGES:
         raise InputError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
     return STAGES[stage]
-
-
-def model_key(stage: str) -> str:
-    return f"models/{stage}/model.safetensors"
 
 
 def split_shard_keys(store, prefix: str, split: str | None = None) -> list[str]:
@@ -57,11 +54,11 @@ def split_shard_keys(store, prefix: str, split: str | None = None) -> list[str]:
 
 def manifest_shard_keys(store, prefix: str) -> list[str]:
     """Shards named by `<prefix>/manifest.parquet` (column `shard`, relative to `prefix`)."""
-    key = f"{prefix}/manifest.parquet"
+    key = layout.manifest(prefix)
     if not store.exists(key):
         raise InputError(f"{store.uri(key)}: no manifest (materialise the asset that writes {prefix}/ first)")
     df = pd.read_parquet(store.fetch(key))
-    return [f"{prefix}/{s}" for s in sorted(df["shard"].unique())]
+    return [layout.join(prefix, s) for s in sorted(df["shard"].unique())]
 
 
 def fetch_all(store, keys: list[str]) -> list[Path]:
@@ -87,10 +84,10 @@ class StageInputs:
 
 def stage_inputs(cfg: DapConfig, store, stage: str) -> StageInputs:
     spec = stage_spec(stage)
-    train_keys = split_shard_keys(store, "labeled", "train")
+    train_keys = split_shard_keys(store, layout.LABELED, "train")
     if not train_keys:
-        raise InputError(f"{store.uri('labeled')}: no labelled train shards (materialise labeled_panoramas first)")
-    versions = {"labeled": store_version(store, "labeled/manifest.parquet")}
+        raise InputError(f"{store.uri(layout.LABELED)}: no labelled train shards (materialise labeled_panoramas first)")
+    versions = {"labeled": store_version(store, layout.LABELED_MANIFEST)}
     sources = [
         ShardSource("labeled", tuple(fetch_all(store, train_keys)), cfg.train.labeled_repeat if spec.pseudo_prefix else 1)
     ]
@@ -99,7 +96,7 @@ def stage_inputs(cfg: DapConfig, store, stage: str) -> StageInputs:
         if not keys:
             raise InputError(f"{store.uri(spec.pseudo_prefix)}: the manifest lists no shards")
         sources.append(ShardSource("pseudo", tuple(fetch_all(store, keys)), 1))
-        versions[spec.pseudo_prefix.replace("/", "_")] = store_version(store, f"{spec.pseudo_prefix}/manifest.parquet")
+        versions[spec.pseudo_prefix.replace("/", "_")] = store_version(store, layout.manifest(spec.pseudo_prefix))
     init = None
     if spec.previous and cfg.train.init_from_previous:
         key = model_key(spec.previous)
@@ -107,7 +104,7 @@ def stage_inputs(cfg: DapConfig, store, stage: str) -> StageInputs:
             raise InputError(f"{store.uri(key)}: {spec.previous} model missing (materialise it first)")
         init = Path(store.fetch(key))
         versions["init"] = safetensors_digest(init)
-    val = fetch_all(store, split_shard_keys(store, "labeled", "val"))
+    val = fetch_all(store, split_shard_keys(store, layout.LABELED, "val"))
     return StageInputs(sources, val, init, versions)
 
 
@@ -140,7 +137,7 @@ def run_stage(
     inputs = stage_inputs(cfg, store, stage)
     extra = distill_paths(cfg, store, stage)  # None unless cfg.distill is on for this stage
     if extra:
-        inputs.data_versions["distill"] = store_version(store, "distill/manifest.parquet")
+        inputs.data_versions["distill"] = store_version(store, layout.DISTILL_MANIFEST)
     run_dir = Path(run_dir) if run_dir else default_run_dir(cfg, stage, inputs.data_versions)
     result = train(
         cfg, stage, inputs.sources, inputs.val_paths, run_dir,
@@ -151,6 +148,6 @@ def run_stage(
     if result.step == cfg.train.steps and result.checkpoint_hash:
         final = result.checkpoint
         store.put_file(final, model_key(stage))
-        store.put_file(final.with_suffix(".json"), f"models/{stage}/model.json")
-        store.put_file(final.parent / RESOLVED_CONFIG_NAME, f"models/{stage}/{RESOLVED_CONFIG_NAME}")
+        store.put_file(final.with_suffix(".json"), layout.model_card(stage))
+        store.put_file(final.parent / layout.RESOLVED_CONFIG_NAME, layout.resolved_config(layout.model_prefix(stage)))
     return result

@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 
 from dap_model.accel import apply_cpu_threads, autocast, resolve_device
-from dap_model.config import DapConfig, write_resolved_config
+from dap_model.config import RESOLVED_CONFIG_NAME, DapConfig, write_resolved_config
 from dap_model.errors import ConfigError, InputError
 from dap_model.io import atomic_write_text
 from dap_model.training import checkpoint as ckpt
@@ -319,7 +319,7 @@ def train(
         if log_model:
             result.model_version = log_model_version(
                 cfg, model, stage, tc.height,
-                [final, final.with_suffix(".json"), final.parent / "config.resolved.yaml"], register=register,
+                [final, final.with_suffix(".json"), final.parent / RESOLVED_CONFIG_NAME], register=register,
             )
         mlflow.end_run()
     if d.world > 1:

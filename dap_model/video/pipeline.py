@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from dap_model import layout
 from dap_model.config import project_dir
 from dap_model.data.shards import Sample, ShardWriter
 from dap_model.errors import InputError
@@ -23,9 +24,7 @@ from dap_model.video.frames import (
     check_complete, extract_frames, record_row, records_frame, validate_frames_manifest,
 )
 from dap_model.video.manifest import check_title, read_manifest
-from dap_model.video.webstyle import MANIFEST_KEY, generate_default
-
-NORMALISED_MANIFEST_KEY = "web/manifest.parquet"
+from dap_model.video.webstyle import generate_default
 
 
 def s3_endpoint(cfg) -> str:
@@ -37,8 +36,8 @@ def manifest_source(cfg, store) -> str:
     if cfg.video.manifest:
         return cfg.video.manifest
     if isinstance(store, LocalStore):
-        return str(store.path(MANIFEST_KEY))
-    return store.uri(MANIFEST_KEY)
+        return str(store.path(layout.WEB_DEFAULT_MANIFEST))
+    return store.uri(layout.WEB_DEFAULT_MANIFEST)
 
 
 def load_manifest(cfg, store) -> pd.DataFrame:
@@ -49,15 +48,15 @@ def build_manifest(cfg, store, progress=None) -> tuple[pd.DataFrame, bool]:
     """`web_video_manifest`: generate the default videos when no manifest is configured (and
     none was generated yet), validate, and store the normalised table. (manifest, generated)."""
     generated = False
-    if not cfg.video.manifest and not store.exists(MANIFEST_KEY):
+    if not cfg.video.manifest and not store.exists(layout.WEB_DEFAULT_MANIFEST):
         generate_default(cfg, store, progress)
         generated = True
     df = load_manifest(cfg, store)
     with tempfile.TemporaryDirectory(prefix="dap-manifest-") as tmp:
         p = Path(tmp) / "manifest.parquet"
         df.to_parquet(p, index=False)
-        store.put_file(p, NORMALISED_MANIFEST_KEY)
-    store.put_bytes("web/config.resolved.yaml", cfg.to_yaml().encode())
+        store.put_file(p, layout.WEB_MANIFEST)
+    store.put_bytes(layout.resolved_config(layout.WEB), cfg.to_yaml().encode())
     return df, generated
 
 
@@ -70,7 +69,7 @@ def _row(cfg, store, vid: str) -> dict:
 
 
 def _sidecar(store, vid: str) -> dict | None:
-    key = f"web/videos/{safe_key(vid)}.json"
+    key = layout.web_video_sidecar(safe_key(vid))
     if not store.exists(key):
         return None
     return json.loads(store.get_bytes(key))
@@ -91,7 +90,7 @@ def fetch_video(cfg, store, vid: str) -> dict:
     )
     try:
         info = probe_video(res.path, row["url"])
-        key = f"web/videos/{vid}.{res.ext}"
+        key = layout.web_video(vid, res.ext)
         store.put_file(res.path, key)
     finally:
         res.path.unlink(missing_ok=True)
@@ -101,7 +100,7 @@ def fetch_video(cfg, store, vid: str) -> dict:
         "size_bytes": res.size_bytes, "ext": res.ext, "method": res.method, "attempts": res.attempts,
         "licence": row.get("licence"), "attribution": row.get("attribution"), "title": row.get("title"), **info,
     }
-    store.put_bytes(f"web/videos/{vid}.json", json.dumps(meta, indent=1, sort_keys=True).encode())
+    store.put_bytes(layout.web_video_sidecar(vid), json.dumps(meta, indent=1, sort_keys=True).encode())
     return {**meta, "cached": False}
 
 
@@ -114,7 +113,7 @@ def extract_video(cfg, store, vid: str) -> tuple[pd.DataFrame, dict]:
     src = _sidecar(store, vid)
     if src is None:
         raise InputError(f"video {vid!r}: not downloaded yet (materialise web_videos for this partition)")
-    prefix = f"web/frames/{vid}"
+    prefix = layout.web_frames(vid)
     digest = _settings_digest(cfg)
     if store.exists(f"{prefix}/summary.json") and store.exists(f"{prefix}/frames.parquet"):
         old = json.loads(store.get_bytes(f"{prefix}/summary.json"))
@@ -165,7 +164,7 @@ def extract_video(cfg, store, vid: str) -> tuple[pd.DataFrame, dict]:
 
 
 def read_frames_manifest(store, vid: str) -> pd.DataFrame:
-    key = f"web/frames/{safe_key(vid)}/frames.parquet"
+    key = layout.web_frames_manifest(safe_key(vid))
     with tempfile.TemporaryDirectory() as tmp:
         p = Path(tmp) / "f.parquet"
         p.write_bytes(store.get_bytes(key))

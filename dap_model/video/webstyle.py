@@ -18,12 +18,11 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from dap_model import layout
 from dap_model.data.shards import Sample, ShardWriter
 from dap_model.errors import InputError
 from dap_model.video.manifest import video_id
 
-DEFAULT_PREFIX = "web/default"
-MANIFEST_KEY = f"{DEFAULT_PREFIX}/manifest.csv"
 KINDS = ("rooms", "city", "corridor", "rural")
 
 
@@ -93,7 +92,7 @@ def generate_default(cfg, store, progress=None) -> pd.DataFrame:
             kind = KINDS[i % len(KINDS)]
             seed = v.seed * 1000 + i
             name = f"{'webtest' if held_out else 'web'}-{kind}-{i:03d}"
-            key = f"{DEFAULT_PREFIX}/videos/{name}.mp4"
+            key = layout.web_default_video(name)
             url = store.uri(key)
             vid = video_id(url)
             local = tmp / f"{name}.mp4"
@@ -116,16 +115,16 @@ def generate_default(cfg, store, progress=None) -> pd.DataFrame:
             write_mp4(local, frames, v.video_fps, (2 * h, h))
             store.put_file(local, key)
             for shard in gt.close():
-                store.put_file(tmp / "gt" / shard, f"web/gt/{shard}")
+                store.put_file(tmp / "gt" / shard, layout.join(layout.WEB_GT, shard))
             rows.append({"url": url, "licence": "CC0-1.0 (generated)", "attribution": "DAP engine simulator",
                          "title": f"{kind} walk {i}"})
         for shard in test_writer.close():
-            store.put_file(tmp / "test" / shard, f"web/test/{shard}")
+            store.put_file(tmp / "test" / shard, layout.join(layout.WEB_TEST, shard))
         tdf = pd.DataFrame(test_rows, columns=["key", "shard", "video_id", "frame_index", "kind"])
         tdf.to_parquet(tmp / "test_manifest.parquet", index=False)
-        store.put_file(tmp / "test_manifest.parquet", "web/test/manifest.parquet")
-        store.put_bytes("web/test/config.resolved.yaml", cfg.to_yaml().encode())
+        store.put_file(tmp / "test_manifest.parquet", layout.WEB_TEST_MANIFEST)
+        store.put_bytes(layout.resolved_config(layout.WEB_TEST), cfg.to_yaml().encode())
     df = pd.DataFrame(rows, columns=["url", "licence", "attribution", "title"])
-    store.put_bytes(MANIFEST_KEY, df.to_csv(index=False).encode())
-    store.put_bytes(f"{DEFAULT_PREFIX}/config.resolved.yaml", cfg.to_yaml().encode())
+    store.put_bytes(layout.WEB_DEFAULT_MANIFEST, df.to_csv(index=False).encode())
+    store.put_bytes(layout.resolved_config(layout.WEB_DEFAULT), cfg.to_yaml().encode())
     return df
