@@ -4,11 +4,8 @@ loading errors, conversion, fine-tuning from a release file with resume, point c
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -149,3 +146,42 @@ def test_convert_and_register_then_predict_from_the_registry_matches_the_referen
     assert dap_main(["predict", image, "--checkpoint", "models:/dap-depth/1", "--out", str(out), "--raw",
                      "--profile", "test"]) == 0
     _assert_matches_reference(out, f"{STEMS[0]}_256")
+
+
+@needs_fixture
+@pytest.mark.slow
+def test_finetune_from_release_loss_falls_and_a_killed_run_resumes_to_the_same_weights(release_file, tmp_path):
+    """Stage 1 for 20 steps from the ViT-S fixture release on the `test` profile's data, twice: once
+    straight, once SIGKILLed after its first checkpoint and restarted."""
+    import mlflow
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from dap_model.config import load_config
+    from dap_model.tracking import resolve_tracking_uri
+    from dap_model.training import checkpoint as ckpt
+    from tests.test_training import _cli_env, _killed_run_resumes_to_the_uninterrupted_weights, _train_cmd
+    from tests.training_data import build_store
+
+    project = tmp_path / "project"
+    build_store(project / "data", h=32, n_train=8, shard_size=4)
+    steps = 20
+    _killed_run_resumes_to_the_uninterrupted_weights(
+        lambda run_dir: [*_train_cmd(run_dir, steps), "--set", f"train.init_from={release_file}"],
+        _cli_env(project), tmp_path, steps)
+    straight = tmp_path / "straight"
+    wb = load_file(str(straight / "final" / "model.safetensors"))
+    # the release's network was trained (not the profile's), and it moved away from the release weights
+    with safe_open(str(straight / "final" / "model.safetensors"), framework="pt") as fh:
+        assert '"backbone":"dap_release_vits16"' in fh.metadata()["dap.model_config"].replace(" ", "")
+    assert "architecture: dap_release" in (straight / "config.resolved.yaml").read_text()
+    sd = torch.load(release_file, map_location="cpu", weights_only=True)
+    assert not torch.equal(wb["depth_head.scratch.output_conv1.weight"], sd["core.depth_head.scratch.output_conv1.weight"])
+
+    mlflow.set_tracking_uri(resolve_tracking_uri(load_config("test").mlflow))
+    run_id = (straight / "mlflow_run_id").read_text().strip()
+    client = mlflow.MlflowClient()
+    losses = [m.value for m in sorted(client.get_metric_history(run_id, "train/loss"), key=lambda m: m.step)]
+    assert len(losses) == steps
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses
+    assert client.get_run(run_id).data.tags["dap.init_from"] == ckpt.file_sha256(release_file)

@@ -198,17 +198,16 @@ def _assert_checkpoints_whole(run_dir: Path) -> list[int]:
     return steps
 
 
-@pytest.mark.slow
-def test_sigkill_midway_then_resume_matches_uninterrupted_run(tmp_path):
+def _killed_run_resumes_to_the_uninterrupted_weights(cmd, env: dict, tmp_path: Path, steps: int) -> tuple[dict, dict]:
+    """`cmd(run_dir)` (a `dap train` command line) runs straight in `tmp_path/straight` and, at the
+    same time, in `tmp_path/killed`, SIGKILLed once it has a checkpoint and restarted. Asserts whole
+    checkpoints and bitwise-equal final weights; returns the two runs' result lines (killed, straight)."""
     from safetensors.torch import load_file
 
-    project = tmp_path / "project"
-    build_store(project / "data", h=32, n_train=8, shard_size=4)
-    env, steps = _cli_env(project), 16
     killed, straight = tmp_path / "killed", tmp_path / "straight"
-    uninterrupted = subprocess.Popen(_train_cmd(straight, steps), env=env, cwd=ROOT, stdout=subprocess.PIPE,
+    uninterrupted = subprocess.Popen(cmd(straight), env=env, cwd=ROOT, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
-    proc = subprocess.Popen(_train_cmd(killed, steps), env=env, cwd=ROOT, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(cmd(killed), env=env, cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 300
     while not ckpt.list_checkpoints(killed / "checkpoints"):
@@ -221,20 +220,29 @@ def test_sigkill_midway_then_resume_matches_uninterrupted_run(tmp_path):
     at_kill = _assert_checkpoints_whole(killed)
     assert at_kill and max(at_kill) < steps, "the run finished before it was killed"
 
-    out = subprocess.run(_train_cmd(killed, steps), env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(cmd(killed), env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res["step"] == steps and res["resumed_from_step"] == max(at_kill) > 0
     assert _assert_checkpoints_whole(killed)[-1] == steps
     assert not [p for p in (killed / "checkpoints").iterdir() if p.name.endswith(".tmp")]
 
-    stdout, stderr = uninterrupted.communicate(timeout=300)
+    stdout, stderr = uninterrupted.communicate(timeout=600)
     assert uninterrupted.returncode == 0, stderr[-3000:]
     wa = load_file(str(killed / "final" / "model.safetensors"))
     wb = load_file(str(straight / "final" / "model.safetensors"))
     assert wa.keys() == wb.keys()
     assert all(torch.equal(wa[k], wb[k]) for k in wa), "resumed weights differ from the uninterrupted run"
-    assert json.loads(stdout.strip().splitlines()[-1])["checkpoint_sha256"] == res["checkpoint_sha256"]
+    return res, json.loads(stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_sigkill_midway_then_resume_matches_uninterrupted_run(tmp_path):
+    project = tmp_path / "project"
+    build_store(project / "data", h=32, n_train=8, shard_size=4)
+    res, straight = _killed_run_resumes_to_the_uninterrupted_weights(
+        lambda run_dir: _train_cmd(run_dir, 16), _cli_env(project), tmp_path, 16)
+    assert straight["checkpoint_sha256"] == res["checkpoint_sha256"]
 
 
 def test_cli_bad_input_is_one_clear_line(tmp_path, capsys):

@@ -165,3 +165,56 @@ def safetensors_digest(path: str | Path, n: int = 16) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()[:n]
+
+
+def initial_model(cfg: DapConfig, init_from: str | Path | None = None):
+    """`(model, cfg)` a training starts from: `init_from` (the previous stage's model.safetensors),
+    else `cfg.train.init_from`, else `build_model(cfg.model)`.
+
+    A file holding DAP's released network (a release `model.pth`, or a model.safetensors of
+    architecture dap_release) brings its network: its model section replaces `cfg.model` (keeping
+    `grad_checkpointing`), so the returned config describes what is trained. Any other
+    model.safetensors loads (strictly) into `cfg.model`'s network."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from dap_model.config import ModelConfig
+    from dap_model.models import build_model
+    from dap_model.models.dap_release import (
+        build_release_model,
+        is_release_file,
+        read_release,
+        release_model_config,
+        release_to_state_dict,
+    )
+
+    src = init_from or cfg.train.init_from
+    if not src:
+        return build_model(cfg.model), cfg
+    path = Path(src).expanduser()
+    if not path.is_file():
+        raise InputError(f"init_from {str(path)!r}: no such checkpoint")
+    keep = {"grad_checkpointing": cfg.model.grad_checkpointing}
+    if is_release_file(path):
+        sd = read_release(path)
+        mcfg = release_model_config(sd, str(path)).model_copy(update=keep)
+        model = build_release_model(mcfg)
+        model.load_state_dict(release_to_state_dict(sd, model, str(path)), strict=True)
+        return model, cfg.model_copy(update={"model": mcfg})
+    if path.suffix != ".safetensors":
+        raise InputError(f"init_from {str(path)!r}: neither a model.safetensors nor a DAP release state dict")
+    with safe_open(str(path), framework="pt") as fh:
+        meta = fh.metadata() or {}
+    mcfg = cfg.model
+    if "dap.model_config" in meta:
+        saved = ModelConfig.model_validate_json(meta["dap.model_config"])
+        if saved.architecture == "dap_release":
+            mcfg = saved.model_copy(update=keep)
+    model = build_model(mcfg)
+    model.load_state_dict(load_file(str(path)), strict=True)
+    return model, cfg.model_copy(update={"model": mcfg})
+
+
+def init_digest(path: str | Path) -> str:
+    """Content hash of a training's starting checkpoint (safetensors or release file)."""
+    return safetensors_digest(path) if Path(path).suffix == ".safetensors" else file_sha256(path)

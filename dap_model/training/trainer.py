@@ -22,7 +22,7 @@ import torch.distributed as dist
 
 from dap_model.accel import apply_cpu_threads, autocast, resolve_device
 from dap_model.config import RESOLVED_CONFIG_NAME, DapConfig, write_resolved_config
-from dap_model.errors import ConfigError, InputError
+from dap_model.errors import ConfigError
 from dap_model.io import atomic_write_text
 from dap_model.training import checkpoint as ckpt
 from dap_model.training.data import Augment, BatchLoader, ShardSource, ShardStream
@@ -112,12 +112,13 @@ def train(
 ) -> TrainResult:
     """Train `cfg.train.steps` optimiser steps on `sources`, resuming from `run_dir/checkpoints`.
 
-    `init_from`: a model.safetensors to start from (the previous stage). `stop_after`: return
+    `init_from`: a model.safetensors to start from (the previous stage; else `train.init_from`,
+    which may be DAP's release model.pth: `checkpoint.initial_model`). `stop_after`: return
     after this many steps of this call (tests / time-sliced jobs); the run stays resumable."""
     from tqdm import tqdm
 
     from dap_model.losses import DapLoss, align_scale
-    from dap_model.models import build_model, save_model
+    from dap_model.models import save_model
 
     t0 = time.perf_counter()
     tc = cfg.train
@@ -125,20 +126,13 @@ def train(
     d, device = init_distributed(tc.device)
     run_dir = Path(run_dir)
     ckpt_dir = run_dir / "checkpoints"
+    _seed_all(tc.seed)
+    model, cfg = ckpt.initial_model(cfg, init_from)  # a release file's network replaces cfg.model
+    init_from = init_from or cfg.train.init_from or None
     if d.main:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         ckpt.clean_temporaries(ckpt_dir)
         write_resolved_config(cfg, run_dir)
-
-    _seed_all(tc.seed)
-    model = build_model(cfg.model)
-    if init_from:
-        from safetensors.torch import load_file
-
-        init_from = Path(init_from)
-        if not init_from.is_file():
-            raise InputError(f"init_from {str(init_from)!r}: no such checkpoint")
-        model.load_state_dict(load_file(str(init_from)), strict=True)
     model.to(device).train()
     opt = build_optimizer(model, cfg)
     sched = build_scheduler(opt, tc)
@@ -192,7 +186,7 @@ def train(
         tags = {"dap.stage": stage, "dap.pipeline_run": pipeline_run, "dap.profile": cfg.profile}
         tags.update({f"dap.data.{k}": v for k, v in (data_versions or {}).items()})
         if init_from:
-            tags["dap.init_from"] = ckpt.safetensors_digest(init_from)
+            tags["dap.init_from"] = ckpt.init_digest(init_from)
         run = start_run(cfg, stage, run_id, tags)
         run_id = run.info.run_id
         atomic_write_text(run_dir / RUN_ID_FILE, run_id)
