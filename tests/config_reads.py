@@ -86,6 +86,7 @@ class Reads:
     sections: set[str] = field(default_factory=set)
     functions: set[str] = field(default_factory=set)   # "module:qualname" followed with the config
     escapes: set[str] = field(default_factory=set)     # "module:line what"
+    returns: set[int | None] = field(default_factory=set)  # the config returned: whole (None) or tuple item i
 
 
 class ConfigReads:
@@ -171,6 +172,23 @@ class ConfigReads:
         return any(isinstance(r, ast.Return) and isinstance(r.value, ast.Call)
                    and self._returns_config(tm, tcls, r.value, depth + 1) for r in ast.walk(fn))
 
+    def _returned(self, m: Module, cls: str | None, call: ast.Call, is_config) -> set[int | None]:
+        """Where a project function called with the config returns it (see `Reads.returns`)."""
+        target = self._resolve(m, cls, call.func)
+        if target is None:
+            return set()
+        tm, tq, skip = target
+        tfn = tm.functions[tq]
+        params = [p.arg for p in [*tfn.args.posonlyargs, *tfn.args.args]][skip:]
+        back: set[int | None] = set()
+        for i, a in enumerate(call.args):
+            if is_config(a) and i < len(params):
+                back |= self.reads_of(tm.name, tq, params[i]).returns
+        for k in call.keywords:
+            if is_config(k.value) and k.arg in params:
+                back |= self.reads_of(tm.name, tq, k.arg).returns
+        return back
+
     def reads_of(self, module: str, qualname: str, param: str | None = None) -> Reads:
         """Sections read by `module:qualname`, with `param` (or, for None, only the values it
         makes itself from `.get()` / `load_config`) as the config."""
@@ -213,6 +231,15 @@ class ConfigReads:
                         if isinstance(t, ast.Name) and t.id not in names and is_config(v):
                             names.add(t.id)
                             changed = True
+                    if len(node.targets) == 1 and isinstance(node.value, ast.Call):
+                        back = self._returned(m, cls, node.value, is_config)
+                        t = node.targets[0]
+                        got = [t] if None in back else [t.elts[i] for i in back
+                                                        if i is not None and isinstance(t, ast.Tuple) and i < len(t.elts)]
+                        for g in got:
+                            if isinstance(g, ast.Name) and g.id not in names:
+                                names.add(g.id)
+                                changed = True
                 elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
                     if node.target.id not in names and is_config(node.value):
                         names.add(node.target.id)
@@ -251,8 +278,16 @@ class ConfigReads:
                     out.functions |= sub.functions
                     out.escapes |= sub.escapes
         for node in ast.walk(fn):  # the config going anywhere else: stored, returned, put in a container
+            parent = parents.get(id(node))
+            if isinstance(node, ast.Name) and node.id in names and isinstance(parent, ast.Return):
+                out.returns.add(None)
+                continue
+            if isinstance(node, ast.Name) and node.id in names and isinstance(parent, ast.Tuple) \
+                    and isinstance(parents.get(id(parent)), ast.Return):
+                out.returns.add(parent.elts.index(node))
+                continue
             if isinstance(node, ast.Name) and node.id in names and isinstance(node.ctx, ast.Load) \
-                    and id(node) not in consumed and not isinstance(parents.get(id(node)), (ast.Compare, ast.BoolOp)):
+                    and id(node) not in consumed and not isinstance(parent, (ast.Compare, ast.BoolOp)):
                 out.escapes.add(f"{module}:{node.lineno} config `{node.id}` used as a value")
         return out
 

@@ -141,8 +141,9 @@ def test_each_stage_declares_exactly_the_config_sections_its_code_reads():
 
 
 def test_the_config_read_analysis_follows_calls_and_reports_what_it_cannot_follow(tmp_path, monkeypatch):
-    """The analysis itself on a small package: a read through two calls is found, a config
-    handed to an outside function is an escape, a config that is never passed adds nothing."""
+    """The analysis itself on a small package: a read through two calls is found, and one through
+    a config handed back in a tuple; a config handed to an outside function is an escape; a
+    config that is never passed adds nothing."""
     from tests import config_reads
 
     pkg = tmp_path / "dap_model"
@@ -155,17 +156,19 @@ def test_the_config_read_analysis_follows_calls_and_reports_what_it_cannot_follo
         "def middle(x, cfg):\n    return leaf(cfg) + x\n"
         "def outside(cfg):\n    return json.dumps(cfg)\n"
         "def untouched(cfg, other):\n    return other.train\n"
+        "def passthrough(cfg):\n    return 1, cfg\n"
     )
     (tmp_path / "dap_assets").mkdir()
     (tmp_path / "dap_assets" / "a.py").write_text(
-        "from dap_model.lib import middle, outside, untouched\n"
-        "def one(dap: DapConfigResource):\n    cfg = dap.get()\n    return middle(1, cfg=cfg), untouched(cfg, None)\n"
+        "from dap_model.lib import middle, outside, passthrough, untouched\n"
+        "def one(dap: DapConfigResource):\n    cfg = dap.get()\n    _, back = passthrough(cfg)\n"
+        "    return middle(1, cfg=cfg), untouched(cfg, None), back.eval\n"
         "def two(dap: DapConfigResource):\n    return outside(dap.get()), dap.get().sim.seed\n"
     )
     monkeypatch.setattr(config_reads, "ROOT", tmp_path)
     analysis = config_reads.ConfigReads()
     one = analysis.reads_of("dap_assets.a", "one")
-    assert one.sections == {"curation"} and not one.escapes
+    assert one.sections == {"curation", "eval"} and not one.escapes
     assert {"dap_model.lib:leaf", "dap_model.lib:middle", "dap_model.lib:untouched"} <= one.functions
     two = analysis.reads_of("dap_assets.a", "two")
     assert two.sections == {"sim"} and any("json.dumps" in e for e in two.escapes), two.escapes

@@ -64,6 +64,7 @@ def _assert_matches_reference(out_dir: Path, stem: str) -> None:
     assert np.all(got["depth_m"][~kept & away] == 100.0)
 
 
+@pytest.mark.slow
 @needs_fixture
 @pytest.mark.parametrize("h", [256, 512])
 def test_predict_on_release_file_equals_daps_reference_outputs(release_file, tmp_path, h):
@@ -75,6 +76,7 @@ def test_predict_on_release_file_equals_daps_reference_outputs(release_file, tmp
         _assert_matches_reference(out, f"{s}_{h}")
 
 
+@pytest.mark.slow
 @needs_fixture
 def test_module_prefixed_release_file_gives_the_same_outputs(tmp_path):
     release = _write_release(tmp_path / "dp" / "model.pth", prefix="module.")
@@ -99,6 +101,7 @@ def test_release_layout_is_daps_key_order_and_shapes():
     assert all(layout[e["key"]] == tuple(e["shape"]) for e in spec["entries"])
 
 
+@pytest.mark.slow
 @needs_fixture
 def test_missing_unexpected_and_misshaped_keys_are_named(release_file, tmp_path, capsys):
     sd = torch.load(release_file, map_location="cpu", weights_only=True)
@@ -132,6 +135,7 @@ def test_a_pth_that_is_not_a_release_is_refused(tmp_path, capsys):
     assert "neither a .safetensors checkpoint nor a DAP release" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @needs_fixture
 def test_convert_and_register_then_predict_from_the_registry_matches_the_reference(release_file, tmp_path):
     from safetensors import safe_open
