@@ -189,3 +189,48 @@ def test_finetune_from_release_loss_falls_and_a_killed_run_resumes_to_the_same_w
     assert len(losses) == steps
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses
     assert client.get_run(run_id).data.tags["dap.init_from"] == ckpt.file_sha256(release_file)
+
+
+def test_ply_keeps_the_mask_rules_pixels_under_the_cap_on_the_subsample_grid_with_normals(tmp_path):
+    """`dap predict --ply` from a project checkpoint: one point per kept pixel, at depth × ray, in the
+    pixel's colour, with unit normals facing the camera."""
+    from plyfile import PlyData
+
+    from dap_model.config import load_config
+    from dap_model.geometry import erp_rays
+    from dap_model.inference import save_png
+    from dap_model.models import build_model, save_model
+
+    torch.manual_seed(0)
+    model = build_model(load_config("test").model).eval()
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (32, 64, 3), dtype=np.uint8)
+    with torch.no_grad():  # centre the random mask head: about half the pixels in range, in patches
+        logits = model(torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255)["mask_logits"]
+        model.mask_head.conv3.bias -= logits.median()
+    ckpt = save_model(model, tmp_path / "ckpt")
+    save_png(tmp_path / "pano.png", rgb)
+    out = tmp_path / "out"
+    args = ["predict", str(tmp_path / "pano.png"), "--checkpoint", str(ckpt), "--out", str(out), "--raw", "--profile", "test"]
+    assert dap_main(args) == 0
+    depth, pred_mask = np.load(out / "pano_depth.npy"), np.load(out / "pano_pred_mask.npy")
+    cap = float(np.median(depth[depth > 0]))
+    assert dap_main([*args, "--ply", "--normals", "--max-depth", str(cap), "--subsample", "2"]) == 0
+
+    keep = (pred_mask <= 0.5) & (depth > 0) & (depth <= cap)
+    assert np.all(depth[pred_mask > 0.5] == 0)  # the project's mask rule: 0 beyond range
+    grid = np.zeros_like(keep)
+    grid[::2, ::2] = True
+    keep &= grid
+    assert 0 < keep.sum() < grid.sum()
+    v = PlyData.read(str(out / "pano.ply"))["vertex"]
+    assert len(v) == keep.sum()
+    pts = np.stack([v["x"], v["y"], v["z"]], 1)
+    rays = erp_rays(32, 64).numpy()  # [H,W,3]
+    np.testing.assert_allclose(pts, depth[keep][:, None] * rays[keep], rtol=1e-5, atol=1e-5)
+    assert np.array_equal(np.stack([v["red"], v["green"], v["blue"]], 1), rgb[keep])
+    n = np.stack([v["nx"], v["ny"], v["nz"]], 1)
+    has = np.linalg.norm(n, axis=1) > 0
+    assert has.any()
+    np.testing.assert_allclose(np.linalg.norm(n[has], axis=1), 1, atol=1e-5)
+    assert np.all((n[has] * pts[has]).sum(1) < 0)
