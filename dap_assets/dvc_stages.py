@@ -23,35 +23,49 @@ from pathlib import Path
 
 import yaml
 
+from dap_model import layout
+from dap_model.config import StorageConfig
+
 PARAMS_FILE = "params.yaml"
 PLACEMENT = ("storage", "mlflow", "dvc")  # read by every stage that stores or tracks; never stage params
 
 
 @dataclass(frozen=True)
 class Stage:
-    outs: tuple[str, ...]   # paths under the project folder (store keys under `storage.root`)
+    outs: tuple[str, ...]   # paths under the project folder: store keys (dap_model.layout) under `data/`
     reads: tuple[str, ...]  # DapConfig sections the asset's code reads, PLACEMENT left out
 
 
+def _store(*keys: str) -> tuple[str, ...]:
+    """Store keys as DVC paths: under the local store's folder (`storage.root`, `data`)."""
+    root = StorageConfig.model_fields["root"].default
+    return tuple(f"{root}/{k}" for k in keys)
+
+
+REPORTS = "reports"  # benchmark reports, in the project folder (dap_model.evaluation.report)
+_TRAINING = ("model", "loss", "train", "eval", "distill")
+_PSEUDO = ("train", "curation", "ingest")
+
 STAGES: dict[str, Stage] = {
-    "airsim360_scenes": Stage(("data/airsim360",), ("sim",)),
-    "labeled_panoramas": Stage(("data/labeled",), ("ingest",)),
-    "web_video_manifest": Stage(("data/web/manifest.parquet", "data/web/default", "data/web/gt", "data/web/test"),
+    "airsim360_scenes": Stage(_store(layout.AIRSIM360), ("sim",)),
+    "labeled_panoramas": Stage(_store(layout.LABELED), ("ingest",)),
+    "web_video_manifest": Stage(_store(layout.WEB_MANIFEST, layout.WEB_DEFAULT, layout.WEB_GT, layout.WEB_TEST),
                                 ("video",)),
-    "web_videos": Stage(("data/web/videos",), ("video",)),
-    "web_frames": Stage(("data/web/frames",), ("video",)),
-    "dit360_indoor": Stage(("data/synth",), ("synthesis",)),
-    "scene_tags": Stage(("data/pool/scene_tags.parquet",), ("tagging",)),
-    "unlabeled_pool": Stage(("data/pool/manifest.parquet",), ()),
-    "scene_invariant_labeler": Stage(("data/models/stage1",), ("model", "loss", "train", "eval", "distill")),
-    "stage1_pseudo_labels": Stage(("data/pseudo/stage1",), ("train", "curation", "ingest")),
-    "depth_discriminator": Stage(("data/models/discriminator",), ("discriminator", "curation", "train")),
-    "curated_pseudo_labels": Stage(("data/pseudo/curated",), ("curation", "ingest")),
-    "realism_invariant_labeler": Stage(("data/models/stage2",), ("model", "loss", "train", "eval", "distill")),
-    "stage2_pseudo_labels": Stage(("data/pseudo/stage2",), ("train", "curation", "ingest")),
-    "dap_depth_model": Stage(("data/models/stage3",), ("model", "loss", "train", "eval", "distill")),
-    "perspective_pseudo_labels": Stage(("data/distill",), ("distill", "train", "ingest")),
-    "benchmark_report": Stage(("reports",), ("eval", "train")),
+    "web_videos": Stage(_store(layout.WEB_VIDEOS), ("video",)),
+    "web_frames": Stage(_store(layout.WEB_FRAMES), ("video",)),
+    "dit360_indoor": Stage(_store(layout.SYNTH), ("synthesis",)),
+    "scene_tags": Stage(_store(layout.POOL_TAGS), ("tagging",)),
+    "unlabeled_pool": Stage(_store(layout.POOL_MANIFEST), ()),
+    "scene_invariant_labeler": Stage(_store(layout.model_prefix("stage1")), _TRAINING),
+    "stage1_pseudo_labels": Stage(_store(layout.PSEUDO_STAGE1), _PSEUDO),
+    "depth_discriminator": Stage(_store(layout.model_prefix(layout.DISCRIMINATOR), layout.CURATION),
+                                 ("discriminator", "curation", "train")),
+    "curated_pseudo_labels": Stage(_store(layout.PSEUDO_CURATED), ("curation", "ingest")),
+    "realism_invariant_labeler": Stage(_store(layout.model_prefix("stage2")), _TRAINING),
+    "stage2_pseudo_labels": Stage(_store(layout.PSEUDO_STAGE2), _PSEUDO),
+    "dap_depth_model": Stage(_store(layout.model_prefix("stage3")), _TRAINING),
+    "perspective_pseudo_labels": Stage(_store(layout.DISTILL), ("distill", "train", "ingest")),
+    "benchmark_report": Stage((REPORTS,), ("eval", "train")),
 }
 
 HEADER = """\

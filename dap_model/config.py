@@ -17,8 +17,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dap_model import layout
+from dap_model import layout
 from dap_model.errors import ConfigError
 from dap_model.io import atomic_write_text
+from dap_model.layout import RESOLVED_CONFIG_NAME  # noqa: F401  (config.RESOLVED_CONFIG_NAME)
 from dap_model.layout import RESOLVED_CONFIG_NAME  # noqa: F401  (config.RESOLVED_CONFIG_NAME)
 
 PROFILES_DIR = Path(__file__).with_name("profiles")
@@ -356,10 +358,6 @@ class TrainConfig(Section):
     log_images: int = Field(3, ge=0, description="RGB | GT | pred images logged per validation")
     shuffle_buffer: int = Field(64, ge=1, description="samples in the streaming shuffle buffer")
     labeled_repeat: int = Field(1, ge=1, description="times the labelled shards appear per epoch next to pseudo-labels")
-    pseudo_scale: Literal["metric", "aligned"] = Field(
-        "metric", description="how a pseudo-label supervises: metric = as a labelled sample; aligned = rescaled "
-        "to the prediction's median first (no gradient), so it teaches shape and the labelled data alone metric scale"
-    )
     init_from: str = Field(
         "", description="start every training from this checkpoint: a DAP release model.pth or a "
         "model.safetensors (its network replaces the model section); empty = model.pretrained"
@@ -383,9 +381,6 @@ class TrainConfig(Section):
     aug_grey_prob: float = Field(0.1, ge=0, le=1, description="greyscale probability within the appearance shift")
     aug_noise_std: float = Field(0.04, ge=0, le=0.5, description="Gaussian sensor-noise std uniform in [0, this] (0-1 scale)")
     aug_blur_sigma: float = Field(1.0, ge=0, description="Gaussian blur sigma uniform in [0, this] pixels")
-    aug_sky_prob: float = Field(
-        0.0, ge=0, le=1, description="probability of repainting the invalid (sky) pixels as a random sky gradient"
-    )
 
 
 class CurationConfig(Section):
@@ -402,13 +397,9 @@ class CurationConfig(Section):
     disc_steps: int = Field(200, ge=1, description="discriminator training steps")
     disc_batch_size: int = Field(8, ge=1)
     disc_lr: float = Field(2e-4, gt=0)
-    disc_fake: Literal["labeled_pred", "pool", "both"] = Field(
-        "both", description="fakes: stage-1 predictions on labelled images, on pool images, or both"
-    )
-    domain_scale: Literal["off", "rescale", "drop"] = Field(
-        "off", description="a pseudo-label whose median depth fits another domain of the labelled set better than its "
-        "tagged one (labeler and tagger disagree): rescale = moved to the tagged domain's geometric mean median "
-        "depth; drop = left out of the pseudo-labels (listed in excluded.parquet)"
+    domain_scale: Literal["off", "drop"] = Field(
+        "off", description="drop = leave out a pseudo-label whose median depth fits another domain of the labelled "
+        "set better than its tagged one (labeler and tagger disagree); listed in excluded.parquet"
     )
     domain_scale_min_confidence: float = Field(
         0.8, ge=0, le=1, description="domain_scale acts only on pool samples tagged with at least this confidence"

@@ -38,9 +38,6 @@ Terms (`DapLoss` returns their weighted sum and each unweighted value):
           per image and range, averaged. Invalid gt is a negative (sky / no return) when
           `mask_invalid_as_negative`, else excluded.
 
-Pseudo-labelled samples may first be rescaled to the prediction (`align_scale`,
-`train.pseudo_scale=aligned`): a pseudo-label's dominant error is its global scale.
-
 The trainer may add more terms (e.g. the Depth-Anywhere distillation) through `extra`.
 """
 
@@ -64,7 +61,6 @@ from dap_model.geometry import (
 
 __all__ = [
     "DapLoss",
-    "align_scale",
     "df_loss",
     "edge_mask",
     "gradient_loss",
@@ -88,21 +84,6 @@ def _smooth_sqrt(x: Tensor) -> Tensor:
 def valid_mask(gt: Tensor) -> Tensor:
     """[B,1,H,W] bool: finite and > 0."""
     return torch.isfinite(gt) & (gt > 0)
-
-
-def align_scale(pred: Tensor, gt: Tensor, rows: Tensor, min_depth: float = 1e-3) -> Tensor:
-    """gt [B,1,H,W] with each row where `rows` [B] is set rescaled by exp(median(log p − log g))
-    over its valid pixels (no gradient through pred): the target then has the prediction's global
-    scale, so every loss on it teaches shape and none teaches metric scale. Invalid pixels and
-    rows without a valid pixel are left as they are."""
-    out = gt.clone()
-    valid = valid_mask(gt)
-    for i in torch.nonzero(rows, as_tuple=False).flatten().tolist():
-        v = valid[i]
-        if bool(v.any()):
-            d = torch.log(pred[i].detach()[v].clamp_min(min_depth)) - torch.log(gt[i][v])
-            out[i] = torch.where(v, gt[i] * torch.exp(d.median()), gt[i])
-    return out
 
 
 def _clean(gt: Tensor, valid: Tensor, fill: float = 1.0) -> Tensor:

@@ -12,12 +12,25 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYOUT_FILE = ROOT / "dap_model" / "layout.py"
 
 
+# functions and store methods whose arguments are store keys or prefixes
+KEY_TAKERS = {"list", "exists", "fetch", "uri", "get_bytes", "put_bytes", "put_file", "delete", "path", "store_hash",
+              "store_version", "split_shard_keys", "manifest_shard_keys", "replace_prefix", "pseudo_label_pool",
+              "simulate_to_store", "join", "manifest", "resolved_config"}
+
+
 def key_literals(path: Path) -> list[tuple[int, str]]:
-    """(line, text) of string constants (f-string parts included) that start with a store prefix."""
+    """(line, text) of string constants (f-string parts included) that start with a store prefix,
+    and of top-level prefixes (`"labeled"`) passed to a function that takes a key."""
     starts = tuple(f"{top}/" for top in layout.TOP_LEVEL)
-    tree = ast.parse(path.read_text(), filename=str(path))
-    return [(n.lineno, n.value) for n in ast.walk(tree)
-            if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value.startswith(starts)]
+    found = []
+    for n in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value.startswith(starts):
+            found.append((n.lineno, n.value))
+        elif isinstance(n, ast.Call):
+            name = n.func.attr if isinstance(n.func, ast.Attribute) else getattr(n.func, "id", "")
+            found += [(a.lineno, a.value) for a in n.args
+                      if name in KEY_TAKERS and isinstance(a, ast.Constant) and a.value in layout.TOP_LEVEL]
+    return sorted(found)
 
 
 def product_files() -> list[Path]:
@@ -33,8 +46,9 @@ def test_no_store_key_literal_outside_layout():
 
 def test_the_check_sees_a_key_literal(tmp_path):
     src = tmp_path / "m.py"
-    src.write_text('a = "pseudo/stage1"\nb = f"web/frames/{vid}"\nc = "depth-anything/x"\nd = "labeled"\n')
-    assert key_literals(src) == [(1, "pseudo/stage1"), (2, "web/frames/")]
+    src.write_text('a = "pseudo/stage1"\nb = f"web/frames/{vid}"\nc = "depth-anything/x"\nd = "labeled"\n'
+                   'e = store.list("labeled")\nf = f"{store.uri(\'distill\')}"\ng = source("labeled")\n')
+    assert key_literals(src) == [(1, "pseudo/stage1"), (2, "web/frames/"), (5, "labeled"), (6, "distill")]
 
 
 def test_keys_keep_their_stored_values():

@@ -13,7 +13,6 @@ from dap_model.geometry import erp_rays
 from dap_model.losses import (
     EPS,
     DapLoss,
-    align_scale,
     df_loss,
     edge_mask,
     gram_view_loss,
@@ -209,27 +208,3 @@ def test_extra_terms_are_composable(scene):
     zero = DapLoss(LossConfig(w_df=0.0, w_grad=0.0))
     _, t = zero(out, scene)
     assert "df" not in t and "grad" not in t
-
-
-@pytest.mark.parametrize("k", [0.04, 0.7, 25.0])
-def test_aligned_pseudo_label_of_the_truth_at_any_scale_costs_nothing(scene, k):
-    """A pseudo-label that is the truth times k, aligned to a perfect prediction, is the truth:
-    every term is zero whatever k (a pseudo-label's global scale teaches nothing)."""
-    clean = torch.where(torch.isfinite(scene) & (scene > 0), scene, torch.ones_like(scene))
-    aligned = align_scale(clean, scene * k, torch.tensor([True, True]))
-    valid = torch.isfinite(scene) & (scene > 0)
-    assert torch.allclose(aligned[valid], scene[valid], rtol=1e-5)
-    total, terms = DapLoss(LossConfig())(outputs(clean, scene), aligned)
-    assert total.item() == pytest.approx(0.0, abs=1e-4), {n: float(v) for n, v in terms.items()}
-
-
-def test_align_scale_touches_only_the_selected_rows_and_valid_pixels(scene):
-    pred = torch.full_like(scene, 3.0, requires_grad=True)
-    out = align_scale(pred, scene, torch.tensor([False, True]))
-    assert torch.equal(out[0], scene[0])  # a labelled row is left as it is
-    assert torch.isnan(out[1, 0, 20, 5]) and torch.isinf(out[1, 0, 25, 40])
-    v = torch.isfinite(scene[1]) & (scene[1] > 0)
-    assert torch.log(out[1][v] / 3.0).median().abs().item() < 1e-5  # median ratio to pred is 1
-    ratio = out[1][v] / scene[1][v]
-    assert torch.allclose(ratio, ratio[0].expand_as(ratio))  # one global factor: shape kept
-    assert not out.requires_grad  # no gradient through the prediction

@@ -223,8 +223,7 @@ def test_manifest_checks_fail_on_a_bad_manifest_and_pass_on_a_good_one():
     storage = default_resources(profile="test")["storage"]
     store = storage.store()
     row = {"key": "a", "shard": "pseudo-000000.tar", "domain": "indoor", "source": "synth",
-           "pool_shard": "synth/shards/synth-000000.tar", "valid_fraction": 0.5, "median_depth_m": 3.0,
-           "scale_factor": 1.0}
+           "pool_shard": "synth/shards/synth-000000.tar", "valid_fraction": 0.5, "median_depth_m": 3.0}
     assert list(row) == PSEUDO_COLUMNS
     store.put_bytes("pseudo/stage1/manifest.parquet", pd.DataFrame([row]).to_parquet(index=False))
     missing = manifest_checks.stage1_pseudo_labels_schema(storage=storage)

@@ -78,37 +78,6 @@ def test_appearance_shift_changes_colour_only_and_gain_is_per_channel():
     assert np.array_equal(augment(colour, depth, np.random.default_rng(0), off)[0], colour)
 
 
-def test_sky_replacement_repaints_only_invalid_pixels_and_keeps_the_other_draws():
-    rng = np.random.default_rng(2)
-    h, w = 16, 32
-    depth = rng.uniform(1, 50, (h, w)).astype(np.float32)
-    depth[: h // 2 - 2] = 0.0  # sky above the horizon
-    depth[h - 1, :5] = 0.0  # a few beyond-range pixels below it
-    colour = rng.uniform(0.1, 0.7, (h, w, 3)).astype(np.float32)
-    on = Augment(sky_prob=1.0)
-    skies = []
-    for seed in range(6):
-        r, d = augment(colour, depth, np.random.default_rng(seed), on)
-        assert np.array_equal(d, depth)
-        valid = depth > 0
-        assert np.array_equal(r[valid], colour[valid])
-        assert not np.allclose(r[~valid], colour[~valid]) and r.min() >= 0 and r.max() <= 1
-        r2, _ = augment(colour, depth, np.random.default_rng(seed), on)
-        assert np.array_equal(r, r2)
-        skies.append(r[: h // 2 - 2].mean(axis=(0, 1)))
-    assert np.ptp(np.stack(skies), axis=0).min() > 0.05  # a different sky colour per draw
-    off = Augment(sky_prob=0.0)
-    assert np.array_equal(augment(colour, depth, np.random.default_rng(0), off)[0], colour)
-    # no invalid pixel: untouched; probability 0: the sample is bit-identical to the pre-sky path
-    full = np.where(depth > 0, depth, 1.0).astype(np.float32)
-    assert np.array_equal(augment(colour, full, np.random.default_rng(0), on)[0], colour)
-    jit = Augment(jitter_prob=1.0, brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05, appearance_prob=1.0, channel_gain=0.3)
-    jit_sky = Augment(**{**jit.__dict__, "sky_prob": 1.0})
-    a, _ = augment(colour, full, np.random.default_rng(4), jit)
-    b, _ = augment(colour, full, np.random.default_rng(4), jit_sky)
-    assert np.array_equal(a, b)  # the sky draw does not shift the other augmentations' draws
-
-
 @pytest.fixture
 def store_root(tmp_path):
     return build_store(tmp_path / "store", h=32, n_train=10, shard_size=3)
@@ -308,109 +277,56 @@ def test_equivariant_prediction_commutes_with_its_yaw_rolls_and_mirror():
     assert not torch.allclose(avg, one, rtol=1e-3)  # the views differ: averaging does something
 
 
-def _rescaled_copy(paths: list[Path], out: Path, k: float) -> tuple[Path, ...]:
-    from dap_model.data.shards import Sample, ShardWriter
-    from dap_model.training.data import decode_raw, read_raw
-
-    w = ShardWriter(out, "pseudo", 100)
-    for p in paths:
-        for key, parts in read_raw(p):
-            rgb, depth, _ = decode_raw(key, parts, str(p))
-            w.write(Sample(key, rgb, depth * k))
-    w.close()
-    return tuple(sorted(out.glob("*.tar")))
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("pseudo_scale", ["aligned", "metric"])
-def test_aligned_pseudo_labels_make_training_blind_to_their_global_scale(store_root, tmp_path, monkeypatch, pseudo_scale):
-    """Same data, pseudo-labels once true and once 40x too far: with `aligned` both trainings end
-    at the same weights (the scale taught nothing), with `metric` they do not."""
-    from safetensors.torch import load_file
-
-    from dap_model.training.trainer import train
-
-    monkeypatch.setenv("DAP_PROJECT_DIR", str(tmp_path))
-    cfg = load_config("test", ["train.steps=3", "train.batch_size=4", "train.val_every=1000",
-                               f"train.pseudo_scale={pseudo_scale}"])
-    gt = sorted((store_root / "web" / "gt").glob("*.tar"))
-    weights = []
-    for k in (1.0, 40.0):
-        pseudo = _rescaled_copy(gt, tmp_path / f"pseudo{k:g}", k)
-        src = [ShardSource("labeled", _train_paths(store_root)), ShardSource("pseudo", pseudo)]
-        res = train(cfg, "stage2", src, [], tmp_path / f"run{k:g}", register=False, log_model=False, progress=False)
-        weights.append(load_file(str(res.checkpoint)))
-    diff = max(float((weights[0][n] - weights[1][n]).abs().max()) for n in weights[0])
-    if pseudo_scale == "aligned":
-        assert diff < 1e-6
-    else:
-        assert diff > 1e-5
-
-
-def test_domain_scale_rescales_or_drops_only_pseudo_labels_that_fit_the_other_domain(store_root, tmp_path, monkeypatch):
+def test_domain_scale_drops_only_pseudo_labels_that_fit_the_other_domain(store_root, tmp_path, monkeypatch):
     import pandas as pd
 
+    from dap_model import layout
     from dap_model.data.shards import iter_shards
     from dap_model.errors import InputError
     from dap_model.models import build_model, save_model
     from dap_model.storage import LocalStore
-    from dap_model.training.pseudo import domain_depth_prior, domain_scale_factor, pseudo_label_pool
+    from dap_model.training.pseudo import domain_depth_prior, fits_other_domain, pseudo_label_pool
 
     prior = {"indoor": (np.log(1.7), 0.1), "outdoor": (np.log(30.0), 0.9)}
-    assert domain_scale_factor(2.0, "outdoor", prior) == pytest.approx(15.0)  # read as a room
-    assert domain_scale_factor(25.0, "indoor", prior) == pytest.approx(1.7 / 25.0)
-    assert domain_scale_factor(2.0, "indoor", prior) == 1.0 and domain_scale_factor(25.0, "outdoor", prior) == 1.0
-    assert domain_scale_factor(0.0, "outdoor", prior) == 1.0 and domain_scale_factor(2.0, "space", prior) == 1.0
+    assert fits_other_domain(2.0, "outdoor", prior) and fits_other_domain(25.0, "indoor", prior)
+    assert not fits_other_domain(2.0, "indoor", prior) and not fits_other_domain(25.0, "outdoor", prior)
+    assert not fits_other_domain(0.0, "outdoor", prior) and not fits_other_domain(2.0, "space", prior)
 
     monkeypatch.setenv("DAP_PROJECT_DIR", str(tmp_path))
     store = LocalStore(store_root)
     torch.manual_seed(0)
     cfg = load_config("test", ["model.mask_threshold=1e-6", "curation.pseudo_views=1"])
     model_file = save_model(build_model(cfg.model), tmp_path / "m.safetensors", cfg.model)
-    pool = pd.read_parquet(store_root / "pool" / "manifest.parquet")
+    pool = pd.read_parquet(store_root / layout.POOL_MANIFEST)
     pool["confidence"] = [0.5 if i == 1 else 0.95 for i in range(len(pool))]  # pool[1] is outdoor, unsure
-    pool.to_parquet(store_root / "pool" / "manifest.parquet")
+    pool.to_parquet(store_root / layout.POOL_MANIFEST)
+    drop_cfg = load_config("test", ["model.mask_threshold=1e-6", "curation.pseudo_views=1", "curation.domain_scale=drop"])
     with pytest.raises(InputError, match="missing columns.*domain"):
-        domain_depth_prior(store)  # the test store's labelled manifest has no domain / depth_median
-    off = pseudo_label_pool(cfg, store, model_file, "pseudo/off", "stage1", progress=False)
-    assert (off["scale_factor"] == 1.0).all()
+        pseudo_label_pool(drop_cfg, store, model_file, layout.pseudo("on"), "stage1", progress=False)
+    off = pseudo_label_pool(cfg, store, model_file, layout.pseudo("off"), "stage1", progress=False)
+    assert len(off) == len(pool) and off.attrs["excluded"] == 0 and not (store_root / layout.pseudo("off") / "excluded.parquet").exists()
     m0 = float(np.exp(np.log(off["median_depth_m"]).mean()))
     rng = np.random.default_rng(0)
-    lab = pd.read_parquet(store_root / "labeled" / "manifest.parquet")
+    lab = pd.read_parquet(store_root / layout.LABELED_MANIFEST)
     lab["domain"] = ["indoor" if i % 2 == 0 else "outdoor" for i in range(len(lab))]
     lab["depth_median"] = np.where(lab["domain"] == "indoor", m0, 100 * m0) * np.exp(rng.normal(0, 0.2, len(lab)))
-    lab.to_parquet(store_root / "labeled" / "manifest.parquet")
+    lab.to_parquet(store_root / layout.LABELED_MANIFEST)
     ref = domain_depth_prior(store)
     train = lab[lab["split"] == "train"]
     for d in ("indoor", "outdoor"):
         logs = np.log(train.loc[train["domain"] == d, "depth_median"])
         assert ref[d] == pytest.approx((logs.mean(), logs.std(ddof=1)))
 
-    on_cfg = load_config("test", ["model.mask_threshold=1e-6", "curation.pseudo_views=1", "curation.domain_scale=rescale"])
-    on = pseudo_label_pool(on_cfg, store, model_file, "pseudo/on", "stage1", progress=False).set_index("key")
-    off = off.set_index("key")
-    for key, row in off.iterrows():
-        expect = 1.0
-        if row["domain"] == "outdoor" and key != pool["key"][1]:
-            expect = float(np.exp(ref["outdoor"][0]) / row["median_depth_m"])
-        assert on.loc[key, "scale_factor"] == pytest.approx(expect, rel=1e-6)
-        assert on.loc[key, "median_depth_m"] == pytest.approx(row["median_depth_m"] * expect, rel=1e-5)
-    assert (on["scale_factor"] > 10).sum() == (pool["domain"] == "outdoor").sum() - 1
-    a = {s.key: s.depth for s in iter_shards(sorted((store_root / "pseudo" / "off").glob("*.tar")))}
-    b = {s.key: s.depth for s in iter_shards(sorted((store_root / "pseudo" / "on").glob("*.tar")))}
-    for key in a:
-        np.testing.assert_allclose(b[key], a[key] * on.loc[key, "scale_factor"], rtol=1e-5)
-
-    drop_cfg = load_config("test", ["model.mask_threshold=1e-6", "curation.pseudo_views=1", "curation.domain_scale=drop"])
-    kept = pseudo_label_pool(drop_cfg, store, model_file, "pseudo/on", "stage1", progress=False)
-    dropped = set(on.index[on["scale_factor"] != 1.0])
-    assert dropped and set(kept["key"]) == set(off.index) - dropped and kept.attrs["excluded"] == len(dropped)
-    assert (kept["scale_factor"] == 1.0).all()
-    ex = pd.read_parquet(store_root / "pseudo" / "on" / "excluded.parquet")
+    # every pseudo-label is at the indoor scale: the confidently tagged outdoor ones are left out
+    kept = pseudo_label_pool(drop_cfg, store, model_file, layout.pseudo("on"), "stage1", progress=False)
+    dropped = set(pool.loc[pool["domain"] == "outdoor", "key"]) - {pool["key"][1]}
+    assert dropped and set(kept["key"]) == set(off["key"]) - dropped and kept.attrs["excluded"] == len(dropped)
+    ex = pd.read_parquet(store_root / layout.pseudo("on") / "excluded.parquet")
     assert set(ex["key"]) == dropped and ex["reason"].str.contains("tagged outdoor").all()
-    c = {s.key: s.depth for s in iter_shards(sorted((store_root / "pseudo" / "on").glob("*.tar")))}
-    assert set(c) == set(kept["key"])  # the rescale run's shards are gone, not mixed in
-    for key in c:
+    a = {s.key: s.depth for s in iter_shards(sorted((store_root / layout.pseudo("off")).glob("*.tar")))}
+    c = {s.key: s.depth for s in iter_shards(sorted((store_root / layout.pseudo("on")).glob("*.tar")))}
+    assert set(c) == set(kept["key"])
+    for key in c:  # the kept ones are unchanged
         np.testing.assert_array_equal(c[key], a[key])
-    pseudo_label_pool(cfg, store, model_file, "pseudo/on", "stage1", progress=False)
-    assert not (store_root / "pseudo" / "on" / "excluded.parquet").exists()  # stale list removed with the mode
+    pseudo_label_pool(cfg, store, model_file, layout.pseudo("on"), "stage1", progress=False)
+    assert not (store_root / layout.pseudo("on") / "excluded.parquet").exists()  # stale list removed with the mode

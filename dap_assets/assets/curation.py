@@ -33,7 +33,6 @@ def _pseudo(context, dap, storage, stage: str, prefix: str) -> MaterializeResult
             "shards": int(manifest["shard"].nunique()),
             "labeler_sha256": safetensors_digest(store.fetch(model_key(stage))),
             "mean_valid_fraction": float(manifest["valid_fraction"].mean()),
-            "rescaled_by_domain_prior": int((manifest["scale_factor"] != 1.0).sum()),
             "excluded_by_domain_prior": int(manifest.attrs.get("excluded", 0)),
             "counts": MetadataValue.md("```\n" + counts.to_string(index=False) + "\n```"),
         },
@@ -42,7 +41,7 @@ def _pseudo(context, dap, storage, stage: str, prefix: str) -> MaterializeResult
 
 
 @asset(group_name="curation", deps=[AssetKey("unlabeled_pool"), AssetKey("scene_invariant_labeler")],
-       code_version="pseudo-3")
+       code_version="pseudo-4")
 def stage1_pseudo_labels(context: AssetExecutionContext, dap: DapConfigResource, storage: StorageResource) -> MaterializeResult:
     """Stage-1 metric depth for every pool sample: shards under `pseudo/stage1/` + manifest."""
     return _pseudo(context, dap, storage, "stage1", layout.PSEUDO_STAGE1)
@@ -78,7 +77,7 @@ def curated_pseudo_labels(context: AssetExecutionContext, dap: DapConfigResource
 
 
 @asset(group_name="curation", deps=[AssetKey("unlabeled_pool"), AssetKey("realism_invariant_labeler")],
-       code_version="pseudo-3")
+       code_version="pseudo-4")
 def stage2_pseudo_labels(context: AssetExecutionContext, dap: DapConfigResource, storage: StorageResource) -> MaterializeResult:
     """Stage-2 metric depth for the whole pool: shards under `pseudo/stage2/` + manifest."""
     return _pseudo(context, dap, storage, "stage2", layout.PSEUDO_STAGE2)

@@ -90,7 +90,6 @@ def _pseudo_schema():
         "domain": pa.Column(str, pa.Check.isin(["indoor", "outdoor"])),
         "valid_fraction": pa.Column(float, pa.Check.in_range(0.0, 1.0)),
         "median_depth_m": pa.Column(float, pa.Check.ge(0.0), nullable=True),
-        "scale_factor": pa.Column(float, pa.Check.gt(0.0)),
         "key": pa.Column(str, unique=True),
         "shard": pa.Column(str),
     }

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dap_model import layout
 from dap_model.config import DapConfig
 from dap_model.data.shards import decode_png
 from dap_model.distill.loss import distill_loss
@@ -101,15 +102,14 @@ class DistillTerm:
         start = step * cfg.train.grad_accum * self.n_unlabeled
         self.stream = DistillStream(paths, cfg.train.height, cfg.distill.seed + cfg.train.seed, rank, world, start)
 
-    def objective(self, net, rgb: Tensor, gt: Tensor, loss_fn, target=None) -> tuple[Tensor, dict[str, Tensor]]:
-        """rgb [n_l,3,H,W], gt [n_l,1,H,W] (the trainer's batch) → (total, terms incl. `distill`);
-        `target(pred, gt) -> gt'` rewrites the batch's targets from its predictions (pseudo_scale)."""
+    def objective(self, net, rgb: Tensor, gt: Tensor, loss_fn) -> tuple[Tensor, dict[str, Tensor]]:
+        """rgb [n_l,3,H,W], gt [n_l,1,H,W] (the trainer's batch) → (total, terms incl. `distill`)."""
         u = self.stream.next_batch(self.n_unlabeled)
         dev = rgb.device
         n = rgb.shape[0]
         out = net(torch.cat([rgb, u["rgb"].to(dev, rgb.dtype)]))  # [n_l+n_u,…]
         lab = {k: v[:n] for k, v in out.items()}
-        total, terms = loss_fn(lab, gt if target is None else target(lab["depth"], gt))
+        total, terms = loss_fn(lab, gt)
         d = distill_loss(out["depth"][n:].float(), u["R"].to(dev), u["disp"].to(dev), u["valid"].to(dev))
         terms = dict(terms) | {"distill": d.detach(), "labeled": total.detach()}
         return self.cfg.labeled_weight * total + self.cfg.weight * d, terms
@@ -123,5 +123,5 @@ def distill_paths(cfg: DapConfig, store, stage: str) -> list[Path] | None:
 
     keys = distill_shard_keys(store)
     if not keys:
-        raise InputError(f"{store.uri('distill')}: the manifest lists no kept perspective pseudo-labels")
+        raise InputError(f"{store.uri(layout.DISTILL)}: the manifest lists no kept perspective pseudo-labels")
     return [Path(store.fetch(k)) for k in keys]

@@ -1,8 +1,8 @@
 """Discriminator-based curation of stage-1 pseudo-labels (DAP's realism-invariant step).
 
 1. `train_discriminator`: a PatchGAN sees (rgb, depth) pairs: labelled ground truth is "real";
-   stage-1 predictions are "fake" (on the labelled images, on pool images, or both —
-   `curation.disc_fake`).
+   stage-1 depth is "fake", half of each fake batch the stage-1 model's prediction on the real
+   batch's images, half stage-1 pseudo-labels of pool images.
 2. `score_pseudo_labels`: a realism score in (0,1) per pool pseudo-label.
 3. `select_top_k` + `write_curated`: top-K indoor + top-K outdoor by score (or K random ones: the
    control), copied into `layout.PSEUDO_CURATED` shards with a pandera-validated manifest."""
@@ -82,37 +82,29 @@ def train_discriminator(cfg: DapConfig, store, stage1_model: str | Path, pseudo_
     disc = build_discriminator(cfg.discriminator).to(device).train()
     opt = torch.optim.Adam(disc.parameters(), lr=cc.disc_lr, betas=(0.5, 0.999))
     geo = Augment(flip_prob=tc.aug_flip_prob, roll_prob=tc.aug_roll_prob)
-    labeled = fetch_all(store, split_shard_keys(store, "labeled", "train"))
+    labeled = fetch_all(store, split_shard_keys(store, layout.LABELED, "train"))
     if not labeled:
-        raise InputError(f"{store.uri('labeled')}: no labelled train shards")
+        raise InputError(f"{store.uri(layout.LABELED)}: no labelled train shards")
     real = BatchLoader(
         ShardStream([ShardSource("labeled", tuple(labeled))], tc.height, seed=cc.seed, shuffle_buffer=tc.shuffle_buffer, aug=geo),
         cc.disc_batch_size,
     )
-    pool_loader = None
-    if cc.disc_fake in ("pool", "both"):
-        pool_paths = fetch_all(store, manifest_shard_keys(store, pseudo_prefix))
-        pool_loader = BatchLoader(
-            ShardStream([ShardSource("pseudo", tuple(pool_paths))], tc.height, seed=cc.seed + 1,
-                        shuffle_buffer=tc.shuffle_buffer, aug=geo),
-            cc.disc_batch_size,
-        )
-    labeler = load_model(stage1_model, map_location=device).eval() if cc.disc_fake != "pool" else None
+    pool_paths = fetch_all(store, manifest_shard_keys(store, pseudo_prefix))
+    pool_loader = BatchLoader(
+        ShardStream([ShardSource("pseudo", tuple(pool_paths))], tc.height, seed=cc.seed + 1,
+                    shuffle_buffer=tc.shuffle_buffer, aug=geo),
+        cc.disc_batch_size,
+    )
+    labeler = load_model(stage1_model, map_location=device).eval()
+    n = max(1, cc.disc_batch_size // 2)  # fakes per source
     losses: list[dict[str, float]] = []
     for step in tqdm(range(cc.disc_steps), desc="discriminator", disable=not progress):
         rb = real.next_batch()
         rgb_r, dep_r = rb["rgb"].to(device), rb["depth"].to(device)  # [B,3,H,W], [B,1,H,W]
-        fakes = []
-        if labeler is not None:
-            fakes.append((rgb_r, labeler.predict(rgb_r)))
-        if pool_loader is not None:
-            pb = pool_loader.next_batch()
-            fakes.append((pb["rgb"].to(device), pb["depth"].to(device)))
-        if len(fakes) == 2:  # half of each
-            n = max(1, cc.disc_batch_size // 2)
-            fakes = [(fakes[0][0][:n], fakes[0][1][:n]), (fakes[1][0][:n], fakes[1][1][:n])]
-        rgb_f = torch.cat([f[0] for f in fakes])
-        dep_f = torch.cat([f[1] for f in fakes]).detach()
+        pred = labeler.predict(rgb_r)  # [B,1,H,W]
+        pb = pool_loader.next_batch()
+        rgb_f = torch.cat([rgb_r[:n], pb["rgb"].to(device)[:n]])  # [2n,3,H,W]
+        dep_f = torch.cat([pred[:n], pb["depth"].to(device)[:n]]).detach()  # [2n,1,H,W]
         d_real, d_fake = disc(rgb_r, dep_r), disc(rgb_f, dep_f)
         loss = discriminator_loss(d_real, d_fake, cfg.discriminator.gan_loss)
         opt.zero_grad(set_to_none=True)

@@ -47,7 +47,6 @@ class Augment:
     grey_prob: float = 0.0
     noise_std: float = 0.0
     blur_sigma: float = 0.0
-    sky_prob: float = 0.0
 
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> "Augment":
@@ -92,39 +91,12 @@ def appearance_shift(rgb: np.ndarray, rng: np.random.Generator, aug: Augment) ->
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
-def sky_replace(rgb: np.ndarray, depth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """rgb [H,W,3] float32 in [0,1], depth [H,W] (0 = invalid) -> rgb with every invalid pixel
-    (sky, beyond range) repainted as another sky: a vertical gradient between a random horizon
-    and a random zenith colour, curve exponent random, plus smooth cloud-like noise. A labelled
-    set rendered under one sky otherwise teaches "this sky colour = outdoor scale". Valid pixels
-    are untouched. Every draw is made whether or not the sample has invalid pixels."""
-    h, w = depth.shape
-    horizon = rng.uniform(0.25, 1.0, 3).astype(np.float32)
-    zenith = rng.uniform(0.05, 0.95, 3).astype(np.float32)
-    curve = float(np.exp(rng.uniform(np.log(0.3), np.log(2.0))))
-    below = float(rng.uniform(0.5, 1.0))
-    amp = float(rng.uniform(0.0, 0.25))
-    grid = rng.uniform(-1.0, 1.0, (4, 8)).astype(np.float32)
-    sky = ~(depth > 0)
-    if not sky.any():
-        return rgb
-    elev = (0.5 - (np.arange(h, dtype=np.float32) + 0.5) / h) * np.pi  # [H] radians, + = up
-    t = np.clip(np.sin(elev), 0.0, 1.0) ** curve  # [H]
-    col = horizon[None] * (1 - t[:, None]) + zenith[None] * t[:, None]  # [H,3]
-    col = np.where((elev < 0)[:, None], horizon[None] * below, col)
-    # 8 cells around the yaw circle plus the first one again, so the noise joins at the seam
-    clouds = cv2.resize(np.concatenate([grid, grid[:, :1]], axis=1), (w + w // 8, h), interpolation=cv2.INTER_CUBIC)[:, :w]  # [H,W]
-    paint = np.clip(col[:, None, :] + amp * clouds[..., None], 0.0, 1.0)  # [H,W,3]
-    return np.where(sky[..., None], paint, rgb).astype(np.float32)
-
-
 def augment(
     rgb: np.ndarray, depth: np.ndarray, rng: np.random.Generator, aug: Augment
 ) -> tuple[np.ndarray, np.ndarray]:
     """rgb [H,W,3] float32, depth [H,W] float32. Roll (yaw) and flip act on both identically;
-    sky replacement, colour jitter and the appearance shift (in that order) on rgb only. Every
-    draw is made whatever the probabilities, so a sample's augmentation depends only on its
-    generator."""
+    colour jitter and the appearance shift (in that order) on rgb only. Every draw is made
+    whatever the probabilities, so a sample's augmentation depends only on its generator."""
     u_roll, u_flip, u_jit = rng.random(3)
     shift = int(rng.integers(0, rgb.shape[1]))
     if u_roll < aug.roll_prob:
@@ -132,9 +104,6 @@ def augment(
     if u_flip < aug.flip_prob:
         rgb, depth = rgb[:, ::-1], depth[:, ::-1]
     jit_rng = np.random.default_rng(rng.integers(0, 2**63))
-    sky_rng = np.random.default_rng(rng.integers(0, 2**63))
-    if sky_rng.random() < aug.sky_prob:
-        rgb = sky_replace(np.ascontiguousarray(rgb), np.ascontiguousarray(depth), sky_rng)
     if u_jit < aug.jitter_prob:
         rgb = colour_jitter(np.ascontiguousarray(rgb), jit_rng, aug)
     app_rng = np.random.default_rng(jit_rng.integers(0, 2**63))

@@ -1,13 +1,12 @@
 """Pseudo-labelling: a trained model's metric depth for every sample of the unlabelled pool,
 written as shards (rgb + pseudo depth) under `pseudo/<name>/` with a manifest.
 
-Pool (issue 5): `pool/manifest.parquet` with columns `key, shard, domain, source` (and the tag's
+Pool: `pool/manifest.parquet` with columns `key, shard, domain, source` (and the tag's
 `confidence`, optional); `shard` is a store key, or a shard name under `pool/`.
 
-`curation.domain_scale` checks each pseudo-label's median depth against the labelled set's
-per-domain depth prior: `rescale` moves the ones that fit the other domain (`scale_factor`),
-`drop` leaves them out (`excluded.parquet` beside the manifest: key, domain, source, confidence,
-median_depth_m, reason)."""
+`curation.domain_scale=drop` checks each pseudo-label's median depth against the labelled set's
+per-domain depth prior and leaves out the ones that fit another domain better than their tagged
+one (`excluded.parquet` beside the manifest: key, domain, source, confidence, median_depth_m, reason)."""
 
 from __future__ import annotations
 
@@ -29,7 +28,7 @@ from dap_model.training.data import decode_raw, read_raw, resize_pair
 from dap_model.training.predict import predict_at
 
 POOL_COLUMNS = ("key", "shard", "domain", "source")
-PSEUDO_COLUMNS = ["key", "shard", "domain", "source", "pool_shard", "valid_fraction", "median_depth_m", "scale_factor"]
+PSEUDO_COLUMNS = ["key", "shard", "domain", "source", "pool_shard", "valid_fraction", "median_depth_m"]
 EXCLUDED_NAME = "excluded.parquet"
 EXCLUDED_COLUMNS = ["key", "domain", "source", "confidence", "median_depth_m", "reason"]
 
@@ -85,22 +84,19 @@ def domain_depth_prior(store) -> dict[str, tuple[float, float]]:
     return prior
 
 
-def domain_scale_factor(median_m: float, domain: str, prior: dict[str, tuple[float, float]]) -> float:
-    """1 when the median depth is at least as likely under `domain`'s log-normal as under every
-    other domain's; else the factor that moves it to `domain`'s geometric mean. The tag (a
-    vision-language model's indoor/outdoor answer) knows the domain; the labeler's scale
-    may not (a scene read as the other domain is off by an order of magnitude)."""
+def fits_other_domain(median_m: float, domain: str, prior: dict[str, tuple[float, float]]) -> bool:
+    """True when the median depth is less likely under `domain`'s log-normal than under another
+    domain's. The tag (a vision-language model's indoor/outdoor answer) knows the domain; the
+    labeler's scale may not (a scene read as the other domain is off by an order of magnitude)."""
     if domain not in prior or not median_m > 0:
-        return 1.0
+        return False
     x = np.log(median_m)
 
     def loglik(d: str) -> float:
         mu, sd = prior[d]
         return -0.5 * ((x - mu) / sd) ** 2 - np.log(sd)
 
-    if all(loglik(domain) >= loglik(d) for d in prior if d != domain):
-        return 1.0
-    return float(np.exp(prior[domain][0]) / median_m)
+    return not all(loglik(domain) >= loglik(d) for d in prior if d != domain)
 
 
 def replace_prefix(store, prefix: str, local_dir: Path, keep: set[str]) -> None:
@@ -118,7 +114,7 @@ def pseudo_label_pool(
     cfg: DapConfig, store, model_path: str | Path, out_prefix: str, stage: str, progress: bool = True
 ) -> pd.DataFrame:
     """Label the whole pool with the model at `model_path`; returns the manifest (PSEUDO_COLUMNS) of
-    the samples written, with `attrs["excluded"]` = how many `domain_scale=drop` left out."""
+    the samples written, with `attrs["excluded"]` = how many `curation.domain_scale=drop` left out."""
     from dap_model.accel import apply_cpu_threads
     from dap_model.models import load_model
 
@@ -127,7 +123,7 @@ def pseudo_label_pool(
     model = load_model(model_path, map_location=device).eval()
     pool = read_pool_manifest(store)
     cc = cfg.curation
-    prior = domain_depth_prior(store) if cc.domain_scale != "off" else {}
+    prior = domain_depth_prior(store) if cc.domain_scale == "drop" else {}
     rows: list[dict] = []
     excluded: list[dict] = []
     bs = cfg.train.eval_batch_size
@@ -146,23 +142,20 @@ def pseudo_label_pool(
             for (row, rgb), depth in zip(pending, preds):
                 valid = depth > 0
                 median = float(np.median(depth[valid])) if valid.any() else 0.0
-                factor = 1.0
-                if prior and float(row.get("confidence", 1.0)) >= cc.domain_scale_min_confidence:
-                    factor = domain_scale_factor(median, str(row["domain"]), prior)
-                if factor != 1.0 and cc.domain_scale == "drop":
+                if (prior and float(row.get("confidence", 1.0)) >= cc.domain_scale_min_confidence
+                        and fits_other_domain(median, str(row["domain"]), prior)):
                     excluded.append({
                         "key": row["key"], "domain": row["domain"], "source": row["source"],
                         "confidence": float(row.get("confidence", 1.0)), "median_depth_m": median,
                         "reason": f"median depth {median:.3g} m fits another domain's depth prior better than "
                                   f"the tagged {row['domain']}"})
                     continue
-                meta = {"domain": row["domain"], "source": row["source"], "pool_shard": row["shard"], "stage": stage,
-                        "scale_factor": factor}
-                shard = writer.write(Sample(row["key"], rgb, (depth * factor).astype(np.float32), meta=meta))
+                meta = {"domain": row["domain"], "source": row["source"], "pool_shard": row["shard"], "stage": stage}
+                shard = writer.write(Sample(row["key"], rgb, depth.astype(np.float32), meta=meta))
                 rows.append({
                     "key": row["key"], "shard": shard, "domain": row["domain"], "source": row["source"],
                     "pool_shard": row["shard"], "valid_fraction": float(valid.mean()),
-                    "median_depth_m": median * factor, "scale_factor": factor,
+                    "median_depth_m": median,
                 })
             pending.clear()
 

@@ -117,7 +117,7 @@ def train(
     after this many steps of this call (tests / time-sliced jobs); the run stays resumable."""
     from tqdm import tqdm
 
-    from dap_model.losses import DapLoss, align_scale
+    from dap_model.losses import DapLoss
     from dap_model.models import save_model
 
     t0 = time.perf_counter()
@@ -248,17 +248,10 @@ def train(
                 ctx = contextlib.nullcontext() if sync else net.no_sync()
                 with ctx:
                     with autocast(device, tc.amp_dtype):
-                        target = None
-                        if tc.pseudo_scale == "aligned":
-                            pseudo = torch.tensor([src != "labeled" for src in batch["sources"]], device=device)
-
-                            def target(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
-                                return align_scale(pred.float(), gt, pseudo, cfg.loss.min_depth_m)
                         if distill is None:
-                            out = net(rgb)
-                            total, terms = loss_fn(out, gt if target is None else target(out["depth"], gt))
+                            total, terms = loss_fn(net(rgb), gt)
                         else:
-                            total, terms = distill.objective(net, rgb, gt, loss_fn, target)
+                            total, terms = distill.objective(net, rgb, gt, loss_fn)
                     if not torch.isfinite(total):
                         raise FloatingPointError(f"{stage}: non-finite loss at step {step} ({batch['keys']})")
                     scaler.scale(total / tc.grad_accum).backward()
