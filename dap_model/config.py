@@ -147,6 +147,9 @@ class VideoConfig(Section):
     )
     pole_max_variation: float = Field(1.0, gt=0, description="fine detail along pole rows / along ordinary rows")
     stereo_min_similarity: float = Field(0.8, gt=-1, le=1, description="NCC of the two eyes for stereo")
+    cap_max_std: float = Field(
+        3.0, ge=0, description="pole caps: rows whose grey level varies less along the row are fill (valid_lat_*)"
+    )
     aspect_tolerance: float = Field(0.03, gt=0, lt=0.5)
     shard_size: int = Field(64, ge=1, description="frames per tar shard")
     pool_videos: int = Field(4, ge=0, description="generated default: videos in the manifest")

@@ -1,8 +1,10 @@
-"""`builtin` tagger: ERP enclosure/sky features (`features.py`) → logistic model.
+"""`builtin` tagger: ERP enclosure features and colour/texture/line statistics per latitude band
+(`features.py`) → logistic model.
 
 The model's numbers (feature means/scales, weights, bias, the feature height) are a small
-reviewed JSON, `builtin_coefficients.json`, written by `python -m dap_model.tagging.fit_builtin`
-from simulator renders; it records what it was fitted on and its held-out accuracy."""
+reviewed JSON, `builtin_coefficients.json`, written by `python -m dap_model.tagging.fit_builtin
+--real ../shared/real/unlabeled` from real labelled panoramas and simulator renders; it records
+what it was fitted on and its leave-one-source-out and held-out accuracies."""
 
 from __future__ import annotations
 

@@ -1,6 +1,13 @@
-"""Enclosure / open-sky features of an equirectangular panorama, for the `builtin` tagger.
+"""Features of an equirectangular panorama for the `builtin` tagger: enclosure / open-sky
+geometry (`enclosure_features`) and appearance per latitude band (`appearance_features`).
 
-Physics, not palette. A room encloses the camera: the wall–ceiling and wall–floor junctions are
+Appearance: for six 30° latitude bands from zenith to nadir, mean luma, saturation, blue − red,
+gradient magnitude and the share of gradient energy across vertical lines; plus the sky-like
+share of the upper area, top-minus-horizon luma, ceiling highlights, warmth and median luma. Sky
+is blue, smooth and bright above the horizon; ceilings carry lamps and warm light; rooms are full
+of vertical lines. The ERP longitude wraps, so the horizontal gradient wraps too (yaw invariant).
+
+Enclosure: physics, not palette. A room encloses the camera: the wall–ceiling and wall–floor junctions are
 closed curves around all 360° of longitude, at latitudes atan(h / d(lon)) well away from the
 horizon (h: ceiling height above / camera height over the floor, d: wall distance), varying
 smoothly with longitude; the first strong edge met going down from the zenith is that junction
@@ -27,7 +34,7 @@ DN_BAND = (-UP_BAND[1], -UP_BAND[0])
 OPEN_LAT = 10.0  # a column is open to the sky if its first strong edge from the zenith is below this
 JUMP_DEG = 6.0  # skyline step between neighbouring columns counted as a jump
 
-FEATURES = (
+ENCLOSURE_FEATURES = (
     "up_curve_strength",  # mean capped strength (× threshold, ≤ 1) along the best smooth closed curve, upper band
     "up_curve_cover",  # fraction of columns where that curve is on a strong edge
     "up_curve_lat",  # median |latitude| of the curve / 90
@@ -45,6 +52,25 @@ FEATURES = (
     "upper_edge_density",  # solid-angle weighted strong-edge density, lat > 10°
     "lower_edge_density",  # lat < −10°
 )
+
+# Appearance: colour, texture and line orientation per 30° latitude band, zenith to nadir.
+BANDS = ((90, 60), (60, 30), (30, 0), (0, -30), (-30, -60), (-60, -90))
+BAND_STATS = (
+    "luma",  # mean luma (Rec. 601, [0, 1])
+    "sat",  # mean HSV saturation
+    "blue",  # mean (B − R): sky is blue, artificial light is warm
+    "grad",  # mean luma gradient magnitude (texture; sky and smooth ceilings are low)
+    "vert",  # share of gradient energy across vertical lines (|gx| > 2|gy|): walls, doors, furniture
+)
+APPEARANCE_FEATURES = tuple(f"b{i}_{s}" for i in range(len(BANDS)) for s in BAND_STATS) + (
+    "sky_frac",  # fraction of the lat > 20° area that is sky-like: bright, blue ≥ red, smooth
+    "top_minus_mid_luma",  # mean luma lat > 45° minus |lat| < 20°
+    "top_highlights",  # 99th minus 50th percentile luma, lat > 20° (lamps and windows on a ceiling)
+    "warmth",  # mean (R − B) of the whole image
+    "luma_p50",  # median luma of the whole image
+)
+FEATURES = ENCLOSURE_FEATURES + APPEARANCE_FEATURES
+APPEARANCE_HEIGHT = 128  # appearance features are computed at this ERP height (width 2·height)
 
 
 def resize_erp(img: np.ndarray, height: int) -> np.ndarray:
@@ -105,8 +131,48 @@ def _scan_feats(strong: np.ndarray, lat: np.ndarray) -> list[float]:
     return [float((flat < OPEN_LAT).mean()), float(np.median(flat) / 90.0), float((jumps > JUMP_DEG).mean())]
 
 
-def erp_features(img: np.ndarray, height: int = 64) -> np.ndarray:
-    """uint8 [H,W,3] → float64 [len(FEATURES)]."""
+def appearance_features(img: np.ndarray, height: int = APPEARANCE_HEIGHT) -> np.ndarray:
+    """uint8 [H,W,3] → float64 [len(APPEARANCE_FEATURES)]."""
+    x = resize_erp(img, height)  # [h,2h,3] in [0, 1]
+    lat = 90.0 - (np.arange(height) + 0.5) / height * 180.0  # [h] row-centre latitude
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]  # [h,2h] each
+    luma = 0.299 * r + 0.587 * g + 0.114 * b
+    mx, mn = x.max(-1), x.min(-1)
+    sat = (mx - mn) / np.maximum(mx, 1e-3)
+    ls = cv2.GaussianBlur(luma, (0, 0), BLUR_SIGMA, borderType=cv2.BORDER_REFLECT)
+    gx = (np.roll(ls, -1, axis=1) - np.roll(ls, 1, axis=1)) * 0.5  # wraps: ERP longitude is periodic
+    gy = np.zeros_like(ls)
+    gy[1:-1] = (ls[2:] - ls[:-2]) * 0.5
+    gmag = np.sqrt(gx * gx + gy * gy)  # [h,2h]
+    vert = np.where(np.abs(gx) > 2.0 * np.abs(gy), gmag, 0.0)
+    out: list[float] = []
+    for hi, lo in BANDS:
+        m = (lat <= hi) & (lat > lo)
+        e = float(gmag[m].sum())
+        out += [
+            float(luma[m].mean()),
+            float(sat[m].mean()),
+            float((b[m] - r[m]).mean()),
+            float(gmag[m].mean()) * height,  # per-radian-ish scale, independent of the feature height
+            float(vert[m].sum() / e) if e > 1e-6 else 0.0,
+        ]
+    up = lat > 20.0
+    smooth = gmag * height < 0.6
+    skylike = (b >= r) & (luma > 0.35) & smooth
+    top, mid = lat > 45.0, np.abs(lat) < 20.0
+    lu = luma[up]
+    out += [
+        float(skylike[up].mean()),
+        float(luma[top].mean() - luma[mid].mean()),
+        float(np.percentile(lu, 99) - np.percentile(lu, 50)),
+        float((r - b).mean()),
+        float(np.median(luma)),
+    ]
+    return np.array(out, dtype=np.float64)
+
+
+def enclosure_features(img: np.ndarray, height: int = 64) -> np.ndarray:
+    """uint8 [H,W,3] → float64 [len(ENCLOSURE_FEATURES)]."""
     x = resize_erp(img, height)  # [h,2h,3]
     lat = 90.0 - (np.arange(height) + 1.0) / height * 180.0  # [h] latitude of the step between rows r, r+1
     dv, dh = colour_steps(x)  # [h,2h] each
@@ -133,3 +199,8 @@ def erp_features(img: np.ndarray, height: int = 64) -> np.ndarray:
         ],
         dtype=np.float64,
     )
+
+
+def erp_features(img: np.ndarray, height: int = 64) -> np.ndarray:
+    """uint8 [H,W,3] → float64 [len(FEATURES)]: enclosure at `height`, appearance at APPEARANCE_HEIGHT."""
+    return np.concatenate([enclosure_features(img, height), appearance_features(img)])
