@@ -1,5 +1,6 @@
 """Horizon check, layout detection and frame sampling on the real ERP fixture video."""
 
+import json
 import math
 from pathlib import Path
 
@@ -85,7 +86,7 @@ def test_layouts():
     assert lay(np.concatenate([half, np.roll(half, 3, axis=1)], 1)) == "vr180_sbs"
     bars = np.zeros((40, 512, 3), np.uint8)
     assert lay(np.concatenate([bars, f, bars], 0)) == "letterboxed"
-    assert lay(cv2.resize(f, (455, 256))) == "not_panoramic"
+    assert lay(cv2.resize(f, (455, 256))) == "mono"  # an anamorphic 16:9 ERP: the edges still meet
     other = np.random.default_rng(0).integers(0, 255, (256, 512, 3), dtype=np.uint8)
     assert lay(np.concatenate([f, other], 1)) == "not_panoramic"
 
@@ -162,20 +163,22 @@ def test_frames_cli_writes_accepted_pngs_and_parquet(tmp_path, capsys):
     cap = capsys.readouterr()
     assert "missing.mp4" in cap.err
     df = pd.read_parquet(out / "frames.parquet")
-    assert set(df.columns) >= {"source", "time_s", "layout", "accepted", "reason", "tilt_deg", "path"}
+    assert set(df.columns) >= {"source", "time_s", "layout", "layout_source", "accepted", "reason", "tilt_deg", "shard"}
     vid = df[df["source"] == str(FIXTURE)]
     assert len(vid) == 12 and (vid["layout"] == "mono").all()  # 12 s at 1 frame per second
     assert vid["time_s"].tolist() == pytest.approx(list(range(12)))
     kept = vid[vid["accepted"]]
     assert len(kept) >= 1 and (kept["reason"] == "").all() and (kept["tilt_deg"].abs() < 2).all()
     assert set(vid.loc[~vid["accepted"], "reason"]) <= {"duplicate"}
-    for rel in kept["path"]:
+    assert (kept["valid_lat_top"] > 60).all() and (kept["valid_lat_bottom"] < -60).all()
+    for rel in kept["shard"]:
         img = cv2.imread(str(out / rel))
         assert img is not None and img.shape == (64, 128, 3)
-    assert vid.loc[~vid["accepted"], "path"].isna().all()
+    assert vid.loc[~vid["accepted"], "shard"].isna().all()
     pngs = sorted(q.relative_to(out).as_posix() for q in out.rglob("*.png"))
-    assert pngs == sorted(kept["path"])
-    bad = df[df["source"] == str(missing)]
-    assert len(bad) == 1 and bad["reason"].iloc[0] == "unreadable" and not bad["accepted"].iloc[0]
+    assert pngs == sorted(kept["shard"])
+    failures = json.loads((out / "failures.json").read_text())
+    assert [f["source"] for f in failures] == [str(missing)] and "no such file" in failures[0]["error"]
+    assert (df["source"] != str(missing)).all()
     assert f"{len(df)} rows, {len(kept)} accepted" in cap.out
     assert main(["frames", str(missing), "--out", str(tmp_path / "none")]) != 0

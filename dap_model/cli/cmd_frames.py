@@ -1,8 +1,13 @@
-"""`dap frames SOURCE... --out DIR [--fps F]`: the web-video path for given videos."""
+"""`dap frames SOURCE... --out DIR [--fps F]`: the web-video path for given videos.
+
+Same code and rows as the `web_frames` asset (`collect_frames`): DIR/frames.parquet has the
+`web_frames` columns, `shard` being the accepted frame's PNG path relative to DIR; sources that
+cannot be read are listed in DIR/failures.json."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
@@ -28,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from dap_model.errors import ConfigError, DapError
     from dap_model.io import atomic_path
     from dap_model.video.download import download_video
-    from dap_model.video.frames import check_complete, extract_frames
+    from dap_model.video.frames import collect_frames, records_frame
     from dap_model.video.manifest import video_id
 
     cfg = config_from_args(args)
@@ -39,51 +44,42 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     v = cfg.video
-    rows, readable = [], 0
+    tables, failures = [], []
     for source in args.sources:
         url = source if re.match(r"^[a-zA-Z][a-zA-Z0-9+.\-]*://", source) else Path(source).resolve().as_uri()
         vid = video_id(url)
         try:
-            if url.startswith("file://"):
-                local = Path(source) if "://" not in source else None
-                path = local if local is not None else None
+            if "://" not in source:
+                path = Path(source)
             else:
-                path = None
-            if path is None:
                 res = download_video(
                     url, vid, out / ".downloads", max_bytes=int(v.max_download_mb * 2**20),
                     timeout_s=v.download_timeout_s, retries=v.download_retries, backoff_s=v.retry_backoff_s,
                     s3_endpoint_url=v.s3_endpoint_url or cfg.storage.endpoint_url,
                 )
                 path = res.path
-            frames, info = extract_frames(path, v, source)
-            n = 0
-            for rec, rgb in frames:
-                n += 1
-                rel = None
-                if rgb is not None:
-                    rel = f"{vid}/{vid}_{rec.frame_index:06d}.png"
-                    with atomic_path(out / rel) as tmp:
-                        ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-                        tmp.write_bytes(buf.tobytes())
-                rows.append({"source": source, "video_id": vid, "frame_index": rec.frame_index, "time_s": rec.time_s,
-                             "layout": rec.layout, "accepted": rec.accepted, "reason": rec.reason,
-                             "detail": rec.detail, "tilt_deg": rec.tilt_deg, "path": rel})
-            check_complete(info[0], source)
-            readable += 1
-            print(f"{source}: {n} sampled, {sum(r['accepted'] for r in rows if r['source'] == source)} accepted")
+
+            def sink(key, rgb, rec, vid=vid) -> str:
+                rel = f"{vid}/{key}.png"
+                with atomic_path(out / rel) as tmp:
+                    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+                    tmp.write_bytes(buf.tobytes())
+                return rel
+
+            df, _ = collect_frames(path, v, vid, source, sink)
+            tables.append(df)
+            print(f"{source}: {len(df)} sampled, {int(df['accepted'].sum())} accepted")
         except DapError as err:
             print(f"dap frames: {source}: {err}", file=sys.stderr)
-            rows.append({"source": source, "video_id": vid, "frame_index": -1, "time_s": float("nan"),
-                         "layout": "", "accepted": False, "reason": "unreadable", "detail": str(err),
-                         "tilt_deg": float("nan"), "path": None})
-    df = pd.DataFrame(rows, columns=["source", "video_id", "frame_index", "time_s", "layout", "accepted", "reason",
-                                     "detail", "tilt_deg", "path"])
+            failures.append({"source": source, "video_id": vid, "error": str(err)})
+    df = pd.concat(tables, ignore_index=True) if tables else records_frame([])
     with atomic_path(out / "frames.parquet") as tmp:
         df.to_parquet(tmp, index=False)
+    with atomic_path(out / "failures.json") as tmp:
+        tmp.write_text(json.dumps(failures, indent=1) + "\n")
     write_resolved_config(cfg, out)
     print(f"{out / 'frames.parquet'}: {len(df)} rows, {int(df['accepted'].sum())} accepted")
-    if readable == 0:
+    if not tables:
         print("dap frames: error: no source could be read", file=sys.stderr)
         return 1
     return 0

@@ -19,11 +19,12 @@ import pandera.pandas as pa
 
 from dap_model.errors import InputError
 from dap_model.video.horizon import check_horizon, thumbnail
-from dap_model.video.layout import detect_layout, take_eye
+from dap_model.video.layout import CONTENT, METADATA, detect_layout, layout_from_metadata, take_eye
+from dap_model.video.spherical import SphericalMeta, read_spherical
 
 REASONS = (
     "", "duplicate", "dark", "blank", "frozen", "not_2to1", "no_seam", "no_poles", "no_structure", "tilted",
-    "vr180_sbs", "fisheye", "letterboxed", "not_panoramic", "unreadable",
+    "vr180_sbs", "vr180", "fisheye", "cubemap", "letterboxed", "not_panoramic", "unreadable",
 )
 
 FRAMES_SCHEMA = pa.DataFrameSchema(
@@ -33,10 +34,13 @@ FRAMES_SCHEMA = pa.DataFrameSchema(
         "frame_index": pa.Column(int, pa.Check.ge(0)),
         "time_s": pa.Column(float, pa.Check.ge(0)),
         "layout": pa.Column(str, nullable=False),
+        "layout_source": pa.Column(str, pa.Check.isin([METADATA, CONTENT])),
         "accepted": pa.Column(bool),
         "reason": pa.Column(str, pa.Check.isin(REASONS)),
         "detail": pa.Column(str),
         "tilt_deg": pa.Column(float, nullable=True),
+        "valid_lat_top": pa.Column(float, pa.Check.in_range(-90, 90), nullable=True),
+        "valid_lat_bottom": pa.Column(float, pa.Check.in_range(-90, 90), nullable=True),
         "shard": pa.Column(str, nullable=True),
         "key": pa.Column(str, nullable=True),
     },
@@ -60,6 +64,11 @@ class FrameRecord:
     reason: str
     detail: str
     tilt_deg: float
+    layout_source: str = CONTENT  # where the layout decision came from: metadata | content
+    # latitude band (degrees) outside the pole caps (black, white or blurred fill where the rig saw
+    # nothing); nan for rejected frames
+    valid_lat_top: float = math.nan
+    valid_lat_bottom: float = math.nan
 
 
 @dataclass
@@ -123,17 +132,25 @@ def sample_frames(
 class FrameValidator:
     """Per-video state (last kept thumbnail) + the per-frame decision."""
 
-    def __init__(self, settings) -> None:
+    def __init__(self, settings, meta: SphericalMeta | None = None) -> None:
         self.s = settings
+        self.meta = meta or SphericalMeta()
         self.last_kept: np.ndarray | None = None
         self.prev_small: np.ndarray | None = None
 
     def __call__(self, bgr: np.ndarray, index: int, time_s: float) -> tuple[FrameRecord, np.ndarray | None]:
         s = self.s
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        lay = detect_layout(rgb, s.stereo_min_similarity, s.aspect_tolerance, s.seam_tolerance)
+        lay = layout_from_metadata(self.meta, rgb.shape[1], rgb.shape[0]) or detect_layout(
+            rgb, s.stereo_min_similarity, s.aspect_tolerance, s.seam_tolerance
+        )
+        src = lay.source
+
+        def rec(accepted: bool, reason: str, detail: str, tilt: float, band=(math.nan, math.nan)) -> FrameRecord:
+            return FrameRecord(index, time_s, lay.name, accepted, reason, detail, tilt, src, *band)
+
         if not lay.ok:
-            return FrameRecord(index, time_s, lay.name, False, lay.name, lay.detail, math.nan), None
+            return rec(False, lay.name, lay.detail, math.nan), None
         eye = take_eye(rgb, lay.name)
         eh = max(s.height, s.horizon_height)
         eye = cv2.resize(eye, (2 * eh, eh), interpolation=cv2.INTER_AREA) if eye.shape[0] > eh else eye
@@ -142,23 +159,53 @@ class FrameValidator:
             diff = float(np.abs(thumb - self.last_kept).mean())
             if diff < s.dedup_threshold:
                 self.prev_small = eye
-                return FrameRecord(
-                    index, time_s, lay.name, False, "duplicate", f"differs from the last kept frame by {diff:.2f} < {s.dedup_threshold}", math.nan
-                ), None
+                return rec(False, "duplicate", f"differs from the last kept frame by {diff:.2f} < {s.dedup_threshold}", math.nan), None
         res = check_horizon(eye, s.max_tilt_deg, settings=s, prev=self.prev_small)
         self.prev_small = eye
         if not res.ok:
-            return FrameRecord(index, time_s, lay.name, False, res.reason, res.detail, res.tilt_deg), None
+            return rec(False, res.reason, res.detail, res.tilt_deg), None
         self.last_kept = thumb
         out = eye if eye.shape[0] == s.height else cv2.resize(eye, (2 * s.height, s.height), interpolation=cv2.INTER_AREA)
-        return FrameRecord(index, time_s, lay.name, True, "", "", res.tilt_deg), np.ascontiguousarray(out)
+        return rec(True, "", "", res.tilt_deg, valid_band(eye, s.cap_max_std)), np.ascontiguousarray(out)
+
+
+def valid_band(eye: np.ndarray, cap_max_std: float) -> tuple[float, float]:
+    """(top, bottom) latitude in degrees of the band outside the pole caps of an ERP [h,2h,3]:
+    from each pole, the rows whose grey level varies less than `cap_max_std` along the row after
+    a light blur across rows (a black or white fill, or a blur patch) are cap rows."""
+    g = cv2.cvtColor(eye, cv2.COLOR_RGB2GRAY).astype(np.float32)  # [h,w]
+    h = g.shape[0]
+    g = cv2.resize(g, (2 * min(h, 128), min(h, 128)), interpolation=cv2.INTER_AREA) if h > 128 else g
+    hh = g.shape[0]
+    flat = g.std(axis=1) < cap_max_std  # [hh]
+    top = int(np.argmin(flat)) if not flat.all() else hh
+    bottom = int(np.argmin(flat[::-1])) if not flat.all() else hh
+    if top + bottom >= hh:
+        return math.nan, math.nan
+    return 90.0 - 180.0 * top / hh, -90.0 + 180.0 * bottom / hh
+
+
+def collect_frames(path: str | Path, settings, video_id: str, source: str, sink) -> tuple[pd.DataFrame, VideoInfo]:
+    """The frames manifest of one video (validated) and its VideoInfo; each accepted frame goes
+    to `sink(key, rgb [h,2h,3], record) -> shard` (where it was written). The one code path of
+    `dap frames` and the `web_frames` asset."""
+    frames, info = extract_frames(path, settings, source)
+    rows = []
+    for rec, rgb in frames:
+        shard = key = None
+        if rgb is not None:
+            key = f"{video_id}_{rec.frame_index:06d}"
+            shard = sink(key, rgb, rec)
+        rows.append(record_row(video_id, source, rec, shard, key))
+    check_complete(info[0], source)
+    return validate_frames_manifest(records_frame(rows), f"frames manifest of {video_id}"), info[0]
 
 
 def extract_frames(path: str | Path, settings, name: str | None = None) -> tuple[Iterator[tuple[FrameRecord, np.ndarray | None]], list]:
     """Iterator of (record, rgb [h,2h,3] or None) for every sampled frame, and a list that holds
     the VideoInfo once iteration has started."""
     info: list = []
-    validate = FrameValidator(settings)
+    validate = FrameValidator(settings, read_spherical(path) if Path(path).is_file() else None)
 
     def gen():
         for index, t, bgr in sample_frames(path, settings.sample_every_s, settings.max_frames_per_video, name, info):
@@ -181,10 +228,12 @@ def records_frame(rows: list[dict]) -> pd.DataFrame:
     cols = list(FRAMES_SCHEMA.columns)
     df = pd.DataFrame(rows, columns=cols)
     if df.empty:
-        df = df.astype({"frame_index": int, "time_s": float, "accepted": bool, "tilt_deg": float})
+        df = df.astype({"frame_index": int, "time_s": float, "accepted": bool, "tilt_deg": float,
+                        "valid_lat_top": float, "valid_lat_bottom": float})
     df["frame_index"] = df["frame_index"].astype(int)
     df["time_s"] = df["time_s"].astype(float)
-    df["tilt_deg"] = df["tilt_deg"].astype(float)
+    for c in ("tilt_deg", "valid_lat_top", "valid_lat_bottom"):
+        df[c] = df[c].astype(float)
     df["accepted"] = df["accepted"].astype(bool)
     for c in ("shard", "key"):
         df[c] = df[c].astype(object).where(df[c].notna(), None)

@@ -1,9 +1,14 @@
 """Frame layout of a panoramic video: monoscopic ERP, stereo (top-bottom / side-by-side) ERP,
-or something that is not a full panorama (180° video, fisheye, letterboxed, ordinary video).
+or something that is not a full panorama (180° video, fisheye, cubemap/EAC, letterboxed,
+ordinary video).
 
-Stereo is only called stereo when the two halves actually show the same scene (colour NCC
-over a small horizontal disparity search), so a 4:1 strip or a 1:1 video is not mistaken for
-a stereo pair."""
+Spherical-video metadata (`spherical.read_spherical`) decides first (`layout_from_metadata`);
+without it the frame's content does (`detect_layout`). Equirectangular video is often stored
+anamorphically (a 1920×1080 container holding a mono ERP, or two ERPs stacked or side by side):
+every eye is resampled to 2:1 (`take_eye`). By content, stereo is only called stereo when the two
+halves actually show the same scene (colour NCC over a small horizontal disparity search) and a
+frame that is not 2:1 is only called an ERP when its eye's left and right edges meet (seam
+continuity), so a 4:1 strip, a 1:1 or a 16:9 ordinary video is not mistaken for a panorama."""
 
 from __future__ import annotations
 
@@ -15,8 +20,10 @@ import numpy as np
 from dap_model.video.horizon import seam_ratio
 
 MONO, STEREO_TB, STEREO_SBS = "mono", "stereo_tb", "stereo_sbs"
-VR180_SBS, FISHEYE, LETTERBOXED, NOT_PANORAMIC = "vr180_sbs", "fisheye", "letterboxed", "not_panoramic"
+VR180_SBS, VR180, FISHEYE, CUBEMAP = "vr180_sbs", "vr180", "fisheye", "cubemap"
+LETTERBOXED, NOT_PANORAMIC = "letterboxed", "not_panoramic"
 ACCEPTED_LAYOUTS = (MONO, STEREO_TB, STEREO_SBS)
+METADATA, CONTENT = "metadata", "content"  # where a layout decision came from
 
 
 @dataclass(frozen=True)
@@ -25,6 +32,33 @@ class Layout:
     ok: bool  # an ERP eye can be taken from the frame
     detail: str = ""
     similarity: float = float("nan")  # NCC of the two halves, where compared
+    source: str = CONTENT  # METADATA | CONTENT
+
+
+def layout_from_metadata(meta, width: int, height: int) -> Layout | None:
+    """The layout that spherical metadata (`SphericalMeta`) states, or None when it states none."""
+    if not meta.spherical:
+        return None
+    what = meta.describe()
+    if meta.projection in ("cubemap", "mesh"):
+        kind = "cubemap" if meta.projection == "cubemap" else "mesh (equi-angular cubemap or custom)"
+        return Layout(CUBEMAP, False, f"{what}: {kind} projection, not an ERP", source=METADATA)
+    if meta.projection not in ("equirectangular", ""):
+        return Layout(NOT_PANORAMIC, False, f"{what}: unsupported projection", source=METADATA)
+    if meta.horizontal_fov_deg < 359.0:
+        name = VR180_SBS if meta.stereo == "left-right" else VR180
+        return Layout(name, False, f"{what}: not a full 360° panorama", source=METADATA)
+    stereo = {"": MONO, "mono": MONO, "top-bottom": STEREO_TB, "left-right": STEREO_SBS}.get(meta.stereo)
+    if stereo is None:
+        return Layout(NOT_PANORAMIC, False, f"{what}: unsupported stereo mode", source=METADATA)
+    return Layout(stereo, True, "", source=METADATA)
+
+
+def _continuous(small: np.ndarray, tolerance: float) -> tuple[bool, float]:
+    """Do the left and right edges of an eye [h,w,3] meet (a 360° ERP)? (verdict, seam ratio)"""
+    eye = cv2.resize(small, (2 * small.shape[0] if small.shape[0] >= 16 else 32, max(small.shape[0], 16)))
+    r = seam_ratio(eye.mean(axis=2))
+    return r <= tolerance, r
 
 
 def _ncc(a: np.ndarray, b: np.ndarray) -> float:
@@ -80,7 +114,7 @@ def detect_layout(
     if h < 8 or w < 8:
         return Layout(NOT_PANORAMIC, False, f"frame {w}x{h} is too small")
     ar = w / h
-    tw = 256 if ar >= 3 else 128
+    tw = 256
     small = cv2.resize(frame, (tw, max(8, int(round(tw / ar)))), interpolation=cv2.INTER_AREA).astype(np.float32)
     sh, sw = small.shape[:2]
 
@@ -88,45 +122,72 @@ def detect_layout(
         return abs(ar / target - 1.0) <= aspect_tolerance
 
     bars = _bars(small)
-    if bars:
-        side = "top and bottom" if bars == "rows" else "left and right"
-        return Layout(LETTERBOXED, False, f"black bars at {side} ({w}x{h}): not a full panorama")
-    if near(2.0):
-        sim = halves_similarity(small[:, : sw // 2], small[:, sw // 2 : 2 * (sw // 2)])
-        if sim >= min_similarity:
-            # Two similar halves are also what a 360° ERP of a symmetric room looks like; a
-            # VR180 pair differs in that its halves do not join up in the middle.
+    if bars == "cols":
+        return Layout(LETTERBOXED, False, f"black bars at left and right ({w}x{h}): not a full panorama")
+    # Black rows at the top and bottom are letterboxing, or the black pole caps of an ERP whose rig
+    # saw nothing there: a 2:1 frame or a stereo pair is judged as such, anything else is letterboxed.
+    def halves(axis: int) -> tuple[np.ndarray, np.ndarray, float]:
+        if axis == 0:
+            a, b = small[: sh // 2], small[sh // 2 : 2 * (sh // 2)]
+        else:
+            lit = np.flatnonzero(small.max(axis=(1, 2)) >= 20.0)  # rows that are not black bars
+            core = small[lit[0] : lit[-1] + 1] if bars and lit.size >= 8 else small
+            a, b = core[:, : sw // 2], core[:, sw // 2 : 2 * (sw // 2)]
+        return a, b, halves_similarity(a, b)
+
+    top, _, sim_tb = halves(0)
+    left, _, sim_sbs = halves(1)
+    if sim_tb >= min_similarity and _continuous(top, seam_tolerance)[0]:
+        return Layout(STEREO_TB, True, "", sim_tb)
+    if sim_sbs >= min_similarity:
+        if _continuous(left, seam_tolerance)[0] and not near(2.0) or near(4.0):
+            return Layout(STEREO_SBS, True, "", sim_sbs)
+        if near(2.0):
+            # Two similar halves are also what a 360° ERP of a symmetric room looks like; a VR180
+            # pair differs in that its halves do not join up in the middle, a 360° side-by-side
+            # pair in that each half is itself a full turn.
             grey = small.mean(axis=2)
             mid = seam_ratio(np.roll(grey, sw // 2, axis=1))
             if mid > seam_tolerance:
                 return Layout(
                     VR180_SBS, False,
-                    f"two similar 1:1 halves (NCC {sim:.2f}) that do not join in the middle: 180° side-by-side stereo",
-                    sim,
+                    f"two similar 1:1 halves (NCC {sim_sbs:.2f}) that do not join in the middle: 180° side-by-side stereo",
+                    sim_sbs,
                 )
-        return Layout(MONO, True, "", sim)
-    if near(1.0):
-        sim = halves_similarity(small[: sh // 2], small[sh // 2 : 2 * (sh // 2)])
-        if sim >= min_similarity:
-            return Layout(STEREO_TB, True, "", sim)
-        if _fisheye_corners(small):
-            return Layout(FISHEYE, False, "circular fisheye image (black corners): not an ERP", sim)
-        return Layout(NOT_PANORAMIC, False, f"1:1 frame whose halves differ (NCC {sim:.2f}): not top-bottom stereo", sim)
-    if near(4.0):
-        sim = halves_similarity(small[:, : sw // 2], small[:, sw // 2 : 2 * (sw // 2)])
-        if sim >= min_similarity:
-            return Layout(STEREO_SBS, True, "", sim)
-        return Layout(NOT_PANORAMIC, False, f"4:1 frame whose halves differ (NCC {sim:.2f}): not side-by-side stereo", sim)
-    return Layout(NOT_PANORAMIC, False, f"aspect {ar:.2f}:1 ({w}x{h}) is not 2:1 (ERP), 1:1 or 4:1 (stereo ERP)")
+    if near(2.0):
+        return Layout(MONO, True, "", sim_sbs)  # the horizon check tests the seam and the poles
+    if near(1.0) and _fisheye_corners(small):
+        return Layout(FISHEYE, False, "circular fisheye image (black corners): not an ERP", sim_tb)
+    ok, ratio = _continuous(small, seam_tolerance)
+    if bars:
+        lit = np.flatnonzero(small.max(axis=(1, 2)) >= 20.0)
+        core_ar = sw / max(1, lit[-1] - lit[0] + 1) if lit.size else 0.0
+        if not ok or abs(core_ar / 2.0 - 1.0) <= 4 * aspect_tolerance:
+            return Layout(LETTERBOXED, False, f"black bars at top and bottom ({w}x{h}): not a full panorama")
+        # else: the black pole caps of an anamorphic ERP
+    if ok:
+        return Layout(MONO, True, "", sim_sbs)  # anamorphic mono ERP
+    return Layout(
+        NOT_PANORAMIC, False,
+        f"aspect {ar:.2f}:1 ({w}x{h}): no stereo halves (NCC {max(sim_tb, sim_sbs):.2f}) and the left and right "
+        f"edges do not meet (seam ratio {ratio:.2f}): not a 360° ERP",
+    )
 
 
 def take_eye(frame: np.ndarray, layout: str) -> np.ndarray:
-    """The ERP of one eye (left / top) from a frame of an accepted layout: [H,W,3] -> [h,2h,3]."""
+    """The ERP of one eye (left / top) from a frame of an accepted layout, resampled to 2:1 when
+    stored anamorphically: [H,W,3] -> [h,2h,3] (h = the eye's stored height)."""
     h, w = frame.shape[:2]
     if layout == MONO:
-        return frame
-    if layout == STEREO_TB:
-        return frame[: h // 2]
-    if layout == STEREO_SBS:
-        return frame[:, : w // 2]
-    raise ValueError(f"layout {layout!r} has no ERP eye")
+        eye = frame
+    elif layout == STEREO_TB:
+        eye = frame[: h // 2]
+    elif layout == STEREO_SBS:
+        eye = frame[:, : w // 2]
+    else:
+        raise ValueError(f"layout {layout!r} has no ERP eye")
+    eh, ew = eye.shape[:2]
+    if ew == 2 * eh:
+        return eye
+    th = max(ew // 2, eh)  # keep the larger dimension's resolution
+    return cv2.resize(eye, (2 * th, th), interpolation=cv2.INTER_AREA if th * 2 < ew else cv2.INTER_LINEAR)

@@ -20,9 +20,7 @@ from dap_model.data.shards import Sample, ShardWriter
 from dap_model.errors import InputError
 from dap_model.storage import LocalStore, safe_key
 from dap_model.video.download import download_video, probe_video
-from dap_model.video.frames import (
-    check_complete, extract_frames, record_row, records_frame, validate_frames_manifest,
-)
+from dap_model.video.frames import collect_frames
 from dap_model.video.manifest import check_title, read_manifest
 from dap_model.video.webstyle import generate_default
 
@@ -123,24 +121,19 @@ def extract_video(cfg, store, vid: str) -> tuple[pd.DataFrame, dict]:
                 p.write_bytes(store.get_bytes(f"{prefix}/frames.parquet"))
                 return pd.read_parquet(p), {**old, "cached": True}
     local = store.fetch(src["key"], project_dir() / ".cache" / "store")
-    rows = []
     with tempfile.TemporaryDirectory(prefix="dap-frames-") as tmp:
         tmp = Path(tmp)
         writer = ShardWriter(tmp, vid, cfg.video.shard_size)
-        frames, info = extract_frames(local, cfg.video, src["source"])
-        for rec, rgb in frames:
-            shard = key = None
-            if rgb is not None:
-                key = f"{vid}_{rec.frame_index:06d}"
-                shard = writer.write(Sample(key, rgb, meta={
-                    "video_id": vid, "source": src["source"], "frame_index": rec.frame_index, "time_s": rec.time_s,
-                    "layout": rec.layout, "tilt_deg": rec.tilt_deg, "licence": src.get("licence"),
-                    "attribution": src.get("attribution"),
-                }))
-            rows.append(record_row(vid, src["source"], rec, shard, key))
-        check_complete(info[0], src["source"])
+
+        def sink(key, rgb, rec) -> str:
+            return writer.write(Sample(key, rgb, meta={
+                "video_id": vid, "source": src["source"], "frame_index": rec.frame_index, "time_s": rec.time_s,
+                "layout": rec.layout, "tilt_deg": rec.tilt_deg, "licence": src.get("licence"),
+                "attribution": src.get("attribution"),
+            }))
+
+        df, vinfo = collect_frames(local, cfg.video, vid, src["source"], sink)
         shards = writer.close()
-        df = validate_frames_manifest(records_frame(rows), f"frames manifest of {vid}")
         # A readable video whose frames all fail validation is an outcome, not an error: its
         # rows record why, and the `web_frames_yield` check warns about it.
         for name in shards:
@@ -156,7 +149,8 @@ def extract_video(cfg, store, vid: str) -> tuple[pd.DataFrame, dict]:
         "accepted": int(df["accepted"].sum()), "rejected": int((~df["accepted"]).sum()),
         "by_reason": {k or "accepted": int(c) for k, c in Counter(df["reason"]).items()},
         "layouts": {k: int(c) for k, c in Counter(df["layout"]).items()}, "shards": shards,
-        "frames_decoded": info[0].frames_decoded,
+        "frames_decoded": vinfo.frames_decoded,
+        "layout_sources": {k: int(c) for k, c in Counter(df["layout_source"]).items()},
     }
     store.put_bytes(f"{prefix}/config.resolved.yaml", cfg.to_yaml().encode())
     store.put_bytes(f"{prefix}/summary.json", json.dumps(summary, indent=1, sort_keys=True).encode())
