@@ -1,8 +1,7 @@
 """Test clips in real containers, re-encoded from a real mono ERP video: mono / top-bottom /
 side-by-side stereo in 2:1 and 16:9 frames, flat and VR180 clips, with and without spherical
 metadata. OpenCV writes the MP4; the Spherical Video V2 (`st3d`, `sv3d`) and V1 (`uuid` XML) boxes
-are then spliced into its `moov` by a small ISO-BMFF box writer (parent sizes and, when `moov`
-precedes `mdat`, chunk offsets adjusted)."""
+are then spliced into its `moov` by a small ISO-BMFF box writer (parent box sizes adjusted)."""
 
 from __future__ import annotations
 
@@ -127,7 +126,8 @@ def inject(path: Path, v2: bytes = b"", v1: bytes = b"") -> Path:
     data = path.read_bytes()
     tops = _top_level(data)
     moov = next((s, e) for t, s, e in tops if t == b"moov")
-    mdat_after = any(t == b"mdat" and s > moov[0] for t, s, _ in tops)
+    # OpenCV's muxer writes moov after mdat, so growing moov moves no media (no chunk offsets to fix)
+    assert not any(t == b"mdat" and s > moov[0] for t, s, _ in tops), f"{path}: moov before mdat"
     trak = _child(data, moov[0] + 8, moov[1], b"trak")
     mdia = _child(data, trak[0] + 8, trak[1], b"mdia")
     minf = _child(data, mdia[0] + 8, mdia[1], b"minf")
@@ -136,30 +136,10 @@ def inject(path: Path, v2: bytes = b"", v1: bytes = b"") -> Path:
     entry_start = stsd[0] + 16  # header(8) + FullBox(4) + entry_count(4)
     entry_end = entry_start + struct.unpack(">I", data[entry_start : entry_start + 4])[0]
     assert entry_end > entry_start + 8 + VISUAL_ENTRY_FIELDS
-    added = 0
     if v2:
         data = _splice(data, [moov[0], trak[0], mdia[0], minf[0], stbl[0], stsd[0], entry_start], entry_end, v2)
-        added += len(v2)
     if v1:
-        data = _splice(data, [moov[0], trak[0]], trak[1] + added, v1)
-        added += len(v1)
-    if mdat_after and added:  # the media moved: shift every chunk offset
-        buf = bytearray(data)
-        for t, s, e in _boxes(data, moov[0] + 8, moov[1] + added):
-            if t != b"trak":
-                continue
-            span = (s, e)
-            for pt in (b"mdia", b"minf", b"stbl"):
-                bs, be = _child(data, *span, pt)
-                span = (bs + 8, be)
-            for ct, cs, _ in _boxes(data, *span):
-                if ct in (b"stco", b"co64"):
-                    n = struct.unpack(">I", data[cs + 4 : cs + 8])[0]
-                    fmt, width = (">I", 4) if ct == b"stco" else (">Q", 8)
-                    for k in range(n):
-                        o = cs + 8 + k * width
-                        buf[o : o + width] = struct.pack(fmt, struct.unpack(fmt, data[o : o + width])[0] + added)
-        data = bytes(buf)
+        data = _splice(data, [moov[0], trak[0]], trak[1] + len(v2), v1)
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(data)
     tmp.replace(path)

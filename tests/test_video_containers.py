@@ -154,3 +154,26 @@ def test_cli_frames_and_web_frames_share_rows(tmp_path, erps):
     pd.testing.assert_frame_equal(cli[cols].reset_index(drop=True), web[cols].reset_index(drop=True))
     assert set(cli.columns) == set(web.columns)
     assert cli["accepted"].sum() >= 3 and (out / cli.loc[cli["accepted"], "shard"].iloc[0]).is_file()
+
+
+@needs_clip
+@pytest.mark.parametrize("layout,size", [("mono", W21), ("tb", W169)], ids=["mono_2to1", "tb_16x9"])
+def test_black_and_white_pole_caps_are_accepted_and_masked(tmp_path, erps, layout, size):
+    """A rig that saw nothing at the poles: black zenith cap (10 % of the rows), white nadir patch
+    (8 %). Not letterboxed, frames accepted, and the valid band excludes the caps."""
+    capped = []
+    for f in erps:
+        c = f.copy()
+        c[: int(0.10 * c.shape[0])] = 0
+        c[c.shape[0] - int(0.08 * c.shape[0]) :] = 255
+        capped.append(c)
+    path = write_mp4(tmp_path / "caps.mp4", [compose(f, layout, size) for f in capped])
+    recs = _run(path)
+    assert {r.layout for r, _ in recs} == {"mono" if layout == "mono" else "stereo_tb"}, [r.detail for r, _ in recs]
+    kept = [r for r, _ in recs if r.accepted]
+    assert len(kept) >= 3, [(r.reason, r.detail) for r, _ in recs]
+    for r in kept:
+        assert 68.0 <= r.valid_lat_top <= 76.0, r.valid_lat_top  # cap edge at 90 - 18 = 72°
+        assert -80.0 <= r.valid_lat_bottom <= -72.0, r.valid_lat_bottom  # at -90 + 14.4 = -75.6°
+    plain = [r for r, _ in _run(_clip(tmp_path, erps, "plain", layout, size)) if r.accepted]
+    assert plain and all(r.valid_lat_top > 85.0 and r.valid_lat_bottom < -85.0 for r in plain)
