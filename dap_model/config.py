@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, field_validator
 
 from dap_model import layout
 from dap_model import layout
@@ -465,10 +465,22 @@ class BenchmarkSpec(Section):
 
     format: str = Field(..., description="stanford2d3d | matterport3d | matterport3d_png | deep360 | airsim360 | npy | shards")
     root: str = Field(
-        "", description="local folder or s3://bucket/prefix; empty = the data store (storage.*), "
-        "which only the `shards` format uses; other formats with an empty root are skipped"
+        "", description="local folder (relative = to the project folder) or s3://bucket/prefix; "
+        "empty = the data store (storage.*), which only the `shards` format uses; other formats "
+        "with an empty or missing root are skipped with the reason in the report"
     )
     pattern: str = Field("", description="shards: fnmatch pattern of shard keys under the root")
+    by_folder: bool = Field(
+        False, description="also score each top-level sub-folder of the root on its own "
+        "(report rows `<name>/<folder>`, MLflow `<name>/<folder>/<metric>`)"
+    )
+
+
+def _default_benchmarks() -> dict[str, BenchmarkSpec]:
+    return {
+        "labeled_test": BenchmarkSpec(format="shards", pattern=layout.LABELED_TEST_SHARDS),
+        "web_test": BenchmarkSpec(format="shards", pattern=layout.WEB_TEST_SHARDS),
+    }
 
 
 class EvalConfig(Section):
@@ -477,12 +489,15 @@ class EvalConfig(Section):
 
     cap_m: float = Field(100.0, gt=0, description="valid ground truth: 0 < gt <= cap_m (DAP)")
     benchmarks: dict[str, BenchmarkSpec] = Field(
-        default_factory=lambda: {
-            "labeled_test": BenchmarkSpec(format="shards", pattern=layout.LABELED_TEST_SHARDS),
-            "web_test": BenchmarkSpec(format="shards", pattern=layout.WEB_TEST_SHARDS),
-        },
-        description="name -> {format, root, pattern}; add external ones, e.g. "
+        default_factory=lambda: _default_benchmarks(),
+        description="name -> {format, root, pattern, by_folder}; entries are added to the defaults "
+        "(labeled_test, web_test), a null entry removes one, e.g. "
         "--set eval.benchmarks.stanford2d3d='{format: stanford2d3d, root: /data/s2d3d}'",
+    )
+    baseline_depths_m: list[PositiveFloat] = Field(
+        default_factory=lambda: [2.0],
+        description="constant-depth predictors scored beside the models on every benchmark "
+        "(report rows `constant <d> m`; never logged to MLflow or gated)",
     )
     height: int = Field(
         0, ge=0, description="inference height (rounded to the patch size; width = 2 x height); 0 = train.height"
@@ -502,6 +517,14 @@ class EvalConfig(Section):
         "the champion's by more than this fraction, on any benchmark both were evaluated on"
     )
     figure_samples: int = Field(3, ge=0, description="RGB | GT | prediction | error figures per benchmark")
+
+    @field_validator("benchmarks", mode="before")
+    @classmethod
+    def _onto_default_benchmarks(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        merged: dict[str, Any] = {**_default_benchmarks(), **v}
+        return {k: spec for k, spec in merged.items() if spec is not None}
     colormap: str = Field("Spectral", description="matplotlib colormap of depth images (near = first colour)")
     error_colormap: str = Field("magma", description="matplotlib colormap of absolute-relative-error images")
     colour_max_m: float = Field(0.0, ge=0, description="depth mapped to the colormap's end; 0 = 99th percentile")

@@ -4,10 +4,11 @@ training validation and the experiments), both scored by the one metric loop (`S
 Per image over its valid pixels (0 < gt ≤ cap), then averaged over images (`metrics`, DAP's
 protocol); `pooled` counts every valid pixel once; `range_bins` pools the pixels of each gt range
 (0–10, 10–20, 20–50, 50–100 m); `aligned` are the per-image means after median scale alignment;
-`by_kind` breaks AbsRel down by scene kind (`breakdown`).
+`by_kind` breaks AbsRel down by scene kind (`breakdown`); with `by_folder`, `groups` holds a full
+result per top-level folder of the sample keys (a benchmark made of several sources).
 
 Prediction: readers go through `inference.predict_batch` (periodic bilinear input resize,
-`eval.upsample` back to the gt's size); shards go through `training.predict.predict_at` (the
+`eval.upsample` back to the gt's size); shards go through `inference.predict_at` (the
 stored image at the training height, nearest upsampling, optional equivariant views)."""
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class EvalResult:
     aligned: dict[str, float] = field(default_factory=dict)  # per-image mean after median alignment
     by_kind: dict[str, dict[str, float]] = field(default_factory=dict)  # kind -> breakdown.BREAKDOWN_FIELDS
     per_image: list[dict[str, Any]] = field(default_factory=list)  # {"key", metric...}
+    groups: dict[str, "EvalResult"] = field(default_factory=dict)  # top-level key folder -> its result
     figures: list[FigureSample] = field(default_factory=list)
     n_skipped: int = 0  # images without a valid gt pixel
     seconds: float = 0.0
@@ -59,12 +61,14 @@ class EvalResult:
             "aligned": self.aligned,
             "by_kind": self.by_kind,
             "n_skipped": self.n_skipped,
+            **({"groups": {g: r.summary() for g, r in self.groups.items()}} if self.groups else {}),
         }
 
     def flat(self) -> dict[str, float]:
         """MLflow metric names: `<benchmark>/<metric>`, `<benchmark>/n_images`,
         `<benchmark>/abs_rel_aligned`, range bins `<benchmark>/abs_rel_0-10m` (and rmse), and per
-        scene kind `<benchmark>/<kind>/abs_rel` (abs_rel_aligned, median_log_ratio)."""
+        scene kind `<benchmark>/<kind>/abs_rel` (abs_rel_aligned, median_log_ratio); each folder
+        group's own names under `<benchmark>/<folder>/`."""
         b = self.benchmark
         out = {f"{b}/{k}": self.metrics[k] for k in METRIC_NAMES}
         out[f"{b}/n_images"] = self.metrics["n_images"]
@@ -76,6 +80,10 @@ class EvalResult:
                 out[f"{b}/rmse_{rng}m"] = m["rmse"]
         for kind, d in self.by_kind.items():
             out |= {f"{b}/{kind}/{n}": x for n, x in d.items() if n != "n"}
+        for g in self.groups.values():  # per-image means only (no range bins or kinds)
+            out |= {f"{g.benchmark}/{k}": g.metrics[k] for k in (*METRIC_NAMES, "n_images")}
+            if "abs_rel" in g.aligned:
+                out[f"{g.benchmark}/abs_rel_aligned"] = g.aligned["abs_rel"]
         return out
 
 
@@ -91,10 +99,13 @@ def json_safe(obj: Any) -> Any:
 
 
 class Scorer:
-    """The metric loop every evaluation shares: `add` one prediction at a time, then `result`."""
+    """The metric loop every evaluation shares: `add` one prediction at a time, then `result`.
+    `by_folder`: samples whose key has a folder (`<folder>/...`) are also scored per folder."""
 
-    def __init__(self, cap: float, figure_samples: int = 0):
+    def __init__(self, cap: float, figure_samples: int = 0, by_folder: bool = False):
         self.cap = cap
+        self.by_folder = by_folder
+        self.groups: dict[str, Scorer] = {}
         self.figure_samples = figure_samples
         self.acc = MetricAccumulator(cap=cap)
         self.aligned = MetricAccumulator(cap=cap, align_median=True)
@@ -110,6 +121,8 @@ class Scorer:
         """Score pred [H,W] against gt [H,W] (metres, 0 = invalid); an image without a valid gt
         pixel counts as skipped."""
         self.n_seen += 1
+        if self.by_folder and "/" in key:
+            self.groups.setdefault(key.split("/", 1)[0], Scorer(self.cap)).add(key, pred, gt, meta)
         m = self.acc.update(pred, gt)
         if not m:
             return
@@ -132,6 +145,7 @@ class Scorer:
             aligned={k: float(v) for k, v in self.aligned.compute()["per_image"].items()},
             by_kind=self.kinds.summary(),
             per_image=self.per_image,
+            groups={g: sc.result(f"{benchmark}/{g}") for g, sc in sorted(self.groups.items()) if sc.per_image},
             figures=self.figures,
             n_skipped=self.acc.n_skipped,
             seconds=time.perf_counter() - self._t0,
@@ -161,11 +175,13 @@ def evaluate(
     figure_samples: int = 0,
     device: torch.device | None = None,
     progress: Callable[[int], None] | None = None,
+    by_folder: bool = False,
 ) -> EvalResult:
     """Predict every sample of `reader` and score it against its ground truth.
 
     `save_predictions`: write `<DIR>/<key>_pred.npy` (float32 metres at the gt's resolution,
-    0 = invalid) for every sample. Raises InputError when the benchmark has no sample with
+    0 = invalid) for every sample. `by_folder`: also a result per top-level key folder
+    (`EvalResult.groups`). Raises InputError when the benchmark has no sample with
     ground truth."""
     from dap_model.accel import apply_cpu_threads, resolve_device
     from dap_model.inference import inference_height, predict_batch, save_npy
@@ -175,7 +191,7 @@ def evaluate(
     model = model.to(device).eval()
     height = inference_height(cfg, model)
     cap = cfg.eval.cap_m
-    scorer = Scorer(cap, figure_samples)
+    scorer = Scorer(cap, figure_samples, by_folder)
     out_dir = Path(save_predictions) if save_predictions else None
     for batch in _batches(iter(reader), cfg.eval.batch_size, cfg.eval.max_images):
         preds = predict_batch(model, [s.rgb for s in batch], height, [s.depth.shape for s in batch],
@@ -210,8 +226,8 @@ def evaluate_shards(
 ) -> EvalResult:
     """Score a model on shard files (stored order, unaugmented) at the ground truth's resolution:
     each image enters at `height` × 2·`height`; the prediction is resized (nearest) to the gt."""
-    from dap_model.training.data import iter_eval_batches
-    from dap_model.training.predict import predict_at
+    from dap_model.data.samples import iter_eval_batches
+    from dap_model.inference import predict_at
 
     scorer = Scorer(cap_m, figure_samples)
     for batch in iter_eval_batches(paths, height, batch_size, limit=limit):

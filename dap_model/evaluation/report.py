@@ -1,6 +1,9 @@
 """The benchmark report: every model × every configured benchmark, metrics onto each model's
 MLflow run (`EvalResult.flat`: `<benchmark>/<metric>`, `<benchmark>/abs_rel_aligned`,
-`<benchmark>/<kind>/abs_rel`, range bins), the champion gate, Markdown + HTML with figures.
+`<benchmark>/<kind>/abs_rel`, range bins, `<benchmark>/<folder>/<metric>` for `by_folder`
+benchmarks), the champion gate, Markdown + HTML with figures. The constant-depth baselines
+(`eval.baseline_depths_m`, `baseline.ConstantDepthModel`) go through the same evaluation and
+appear as rows beside the models; they are neither logged nor gated.
 
     reports/<label>/report.md, report.html, metrics.json, figures/*.png      (label = run id or time)
     reports/latest -> <label>
@@ -28,7 +31,7 @@ from dap_model.evaluation.gate import GateResult, champion_gate
 from dap_model.evaluation.metrics import METRIC_NAMES
 from dap_model.evaluation.runs import ModelEntry, champion_entry
 
-# DESIGN §6: DAP's published zero-shot numbers (AbsRel, δ1) by reader format, for reference.
+# DAP's published zero-shot numbers (AbsRel, δ1) by reader format, for reference (docs/evaluation.md).
 PUBLISHED: dict[str, tuple[str, float, float]] = {
     "stanford2d3d": ("Stanford2D3D", 0.0921, 0.9135),
     "matterport3d": ("Matterport3D", 0.1186, 0.8518),
@@ -53,8 +56,9 @@ def configured_benchmarks(cfg: DapConfig, store) -> tuple[dict[str, Any], dict[s
     """Readers of `eval.benchmarks` that can be read, and the reasons for the others.
 
     A benchmark whose root is empty and whose format is not `shards` is not configured; one
-    whose files are missing (e.g. `web_test` before the web split exists) is skipped with the
-    reader's message. Misconfigured formats are errors."""
+    whose files are missing (e.g. `web_test` before the web split exists, a local root that does
+    not exist) is skipped with the reader's message. A relative local root is taken relative to
+    the project folder. Misconfigured formats are errors."""
     from dap_model.benchmarks import open_benchmark, reader_class
     from dap_model.errors import DapError
 
@@ -65,8 +69,11 @@ def configured_benchmarks(cfg: DapConfig, store) -> tuple[dict[str, Any], dict[s
         if not spec.root and spec.format != "shards":
             skipped[name] = "no root configured"
             continue
+        root = spec.root
+        if root and not root.startswith("s3://") and not Path(root).expanduser().is_absolute():
+            root = str(project_dir() / root)
         try:
-            reader = open_benchmark(spec.format, spec.root, store=None if spec.root else store,
+            reader = open_benchmark(spec.format, root, store=None if root else store,
                                     endpoint_url=cfg.storage.endpoint_url, pattern=spec.pattern)
             reader.items()
         except DapError as err:
@@ -90,23 +97,49 @@ def evaluate_models(cfg: DapConfig, models: list[ModelEntry], readers: dict[str,
     out: dict[str, dict[str, EvalResult]] = {}
     for m in models:
         model = load_checkpoint(m.checkpoint, cfg, device)
-        out[m.name] = {}
-        for bench, reader in list(readers.items()):
-            try:
-                res = evaluate(model, reader, cfg, benchmark=bench, device=device,
-                               figure_samples=cfg.eval.figure_samples if m.name in figure_for else 0)
-            except InputError as err:
-                skipped[bench] = str(err)
-                del readers[bench]
-                for done in out.values():
-                    done.pop(bench, None)
-                log(f"{bench}: skipped ({err})")
-                continue
-            out[m.name][bench] = res
-            log(f"{m.name} on {bench}: n={int(res.metrics['n_images'])} abs_rel={res.metrics['abs_rel']:.4f} "
-                f"delta1={res.metrics['delta1']:.4f} ({res.seconds:.1f}s)")
+        _evaluate_one(cfg, m.name, model, readers, out, skipped, device,
+                      cfg.eval.figure_samples if m.name in figure_for else 0, log)
         del model
     return out
+
+
+def evaluate_baselines(cfg: DapConfig, readers: dict[str, Any], log=print,
+                       skipped: dict[str, str] | None = None) -> dict[str, dict[str, EvalResult]]:
+    """`constant <d> m` -> benchmark -> result for each of `eval.baseline_depths_m`."""
+    from dap_model.accel import resolve_device
+    from dap_model.evaluation.baseline import ConstantDepthModel
+
+    device = resolve_device(cfg.eval.device)
+    readers = dict(readers)
+    skipped = skipped if skipped is not None else {}
+    out: dict[str, dict[str, EvalResult]] = {}
+    for d in cfg.eval.baseline_depths_m:
+        model = ConstantDepthModel(d)
+        _evaluate_one(cfg, model.name, model, readers, out, skipped, device, 0, log)
+    return out
+
+
+def _evaluate_one(cfg: DapConfig, name: str, model, readers: dict[str, Any], out: dict[str, dict[str, EvalResult]],
+                  skipped: dict[str, str], device, figure_samples: int, log) -> None:
+    """`out[name][bench]` for every reader; a benchmark without ground truth leaves `readers`
+    (and every result already in `out`) with its reason in `skipped`."""
+    out[name] = {}
+    for bench, reader in list(readers.items()):
+        spec = cfg.eval.benchmarks.get(bench)
+        try:
+            res = evaluate(model, reader, cfg, benchmark=bench, device=device, figure_samples=figure_samples,
+                           by_folder=bool(spec and spec.by_folder))
+        except InputError as err:
+            skipped[bench] = str(err)
+            del readers[bench]
+            for done in out.values():
+                done.pop(bench, None)
+            log(f"{bench}: skipped ({err})")
+            continue
+        out[name][bench] = res
+        log(f"{name} on {bench}: n={int(res.metrics['n_images'])} abs_rel={res.metrics['abs_rel']:.4f} "
+            f"abs_rel_aligned={res.aligned.get('abs_rel', float('nan')):.4f} "
+            f"delta1={res.metrics['delta1']:.4f} ({res.seconds:.1f}s)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,25 +161,36 @@ def _md_table(df: pd.DataFrame) -> str:
 
 
 def metric_table(results: dict[str, dict[str, EvalResult]], models: list[ModelEntry], cfg: DapConfig) -> pd.DataFrame:
-    """One row per (benchmark, model) plus DAP's published reference where the format has one."""
+    """One row per (benchmark, model) — and per (benchmark/folder, model) for `by_folder`
+    benchmarks — with the scale-aligned AbsRel beside the metric AbsRel, plus DAP's published
+    reference where the format has one. Rows of predictors that are not in `models` (the
+    constant-depth baselines) have stage `baseline`."""
     rows = []
     by_name = {m.name: m for m in models}
     benches = sorted({b for r in results.values() for b in r})
+
+    def row(bench: str, name: str, r: EvalResult) -> dict[str, Any]:
+        m, e = r.metrics, by_name.get(name)
+        return {"benchmark": bench, "model": name, "stage": e.stage if e else "baseline",
+                "version": (e.version or "") if e else "", "n_images": int(m["n_images"]),
+                "abs_rel": m["abs_rel"], "abs_rel_aligned": r.aligned.get("abs_rel", float("nan")),
+                **{k: m[k] for k in METRIC_NAMES if k != "abs_rel"}}
+
     for bench in benches:
         for name, per in results.items():
-            if bench not in per:
-                continue
-            m = per[bench].metrics
-            e = by_name.get(name)
-            rows.append({"benchmark": bench, "model": name, "stage": e.stage if e else "",
-                         "version": (e.version or "") if e else "", "n_images": int(m["n_images"]),
-                         **{k: m[k] for k in METRIC_NAMES}})
+            if bench in per:
+                rows.append(row(bench, name, per[bench]))
+        groups = sorted({g for per in results.values() if bench in per for g in per[bench].groups})
+        for g in groups:
+            for name, per in results.items():
+                if bench in per and g in per[bench].groups:
+                    rows.append(row(f"{bench}/{g}", name, per[bench].groups[g]))
         fmt = cfg.eval.benchmarks[bench].format if bench in cfg.eval.benchmarks else ""
         if fmt in PUBLISHED:
             label, absrel, d1 = PUBLISHED[fmt]
             rows.append({"benchmark": bench, "model": f"DAP (published, {label})", "stage": "reference",
-                         "version": "", "n_images": "", **{k: float("nan") for k in METRIC_NAMES},
-                         "abs_rel": absrel, "delta1": d1})
+                         "version": "", "n_images": "", "abs_rel": absrel, "abs_rel_aligned": float("nan"),
+                         **{k: float("nan") for k in METRIC_NAMES if k != "abs_rel"}, "delta1": d1})
     return pd.DataFrame(rows)
 
 
@@ -252,7 +296,7 @@ def write_report(
               f"Profile `{cfg.profile}`, config digest `{cfg.digest()}`, cap {cfg.eval.cap_m:g} m, metrics "
               "per image averaged over images (DAP's protocol; RMSE is the true root-mean-square error, MAE separate).",
               "", "## Models", "", _md_table(model_df), "",
-              "## Metrics (with DAP's published numbers for reference)", "", _md_table(mt), "",
+              "## Metrics (abs_rel_aligned: after median scale alignment; constant-depth baselines and DAP's published numbers for reference)", "", _md_table(mt), "",
               "## Champion gate", "", gate_text, ""]
         if not gate_rows.empty:
             md += [_md_table(gate_rows), ""]
@@ -264,14 +308,14 @@ def write_report(
                    "![comparison](figures/comparison.png)", ""]
         if not skipped_df.empty:
             md += ["## Benchmarks not evaluated", "", _md_table(skipped_df), ""]
-        md += ["## DAP's published zero-shot numbers (DESIGN §6)", "", _md_table(pt), ""]
+        md += ["## DAP's published zero-shot numbers", "", _md_table(pt), ""]
         if fig_paths:
             md += [f"## Samples ({final}): RGB | ground truth | prediction | error", ""]
             md += [f"![{b}]({p})" for b, p in fig_paths] + [""]
         (tmp / "report.md").write_text("\n".join(md))
         sections = [
             ("Models", _html_table(model_df)),
-            ("Metrics (with DAP's published numbers for reference)", _html_table(mt)),
+            ("Metrics (abs_rel_aligned: after median scale alignment; constant-depth baselines and DAP's published numbers for reference)", _html_table(mt)),
             ("Champion gate", f"<p class='{'ok' if gate.passed else 'fail'}'>{html.escape(gate_text.replace('**', ''))}</p>"
              + (_html_table(gate_rows) if not gate_rows.empty else "")),
             ("Scale-aligned error and scene kinds", _html_table(bt)),
@@ -333,13 +377,14 @@ def run_benchmark_report(
 
     from dap_model.evaluation.compare import comparison_table, fetch_runs
     from dap_model.errors import DapError
-    from dap_model.tracking import setup_mlflow
-    from dap_model.training.tracking import log_metrics_to_run, set_alias
+    from dap_model.tracking import log_metrics_to_run, set_alias, setup_mlflow
 
     setup_mlflow(cfg.mlflow)
     if final not in {m.name for m in models}:
         raise InputError(f"final model {final!r} is not among {[m.name for m in models]}")
     readers, skipped = configured_benchmarks(cfg, store)
+    for bench, why in sorted(skipped.items()):
+        log(f"{bench}: skipped ({why})")
     if not readers:
         raise InputError("no benchmark could be read: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     final_entry = next(m for m in models if m.name == final)
@@ -359,6 +404,7 @@ def run_benchmark_report(
             champ_error = f"the champion (version {champ.version}) could not be evaluated: {err}"
             all_models.remove(champ)
             log(champ_error)
+    results.update(evaluate_baselines(cfg, readers, log=log, skipped=skipped))
     logged = []
     for m in models:
         if m.run_id:

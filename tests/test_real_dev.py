@@ -1,0 +1,118 @@
+"""An `npy`-layout benchmark of several source folders in the report (`real_dev`): relative roots,
+the skip path, per-folder results, the constant-depth baseline through the one evaluation loop."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from dap_model.config import load_config
+from tests._eval_support import constant_checkpoint, fresh_mlflow_db
+
+H, W = 16, 32
+GT = {"indoor_a": 4.0, "indoor_b": 1.0}  # folder -> constant ground-truth depth (metres)
+
+
+def _write_pairs(root: Path) -> None:
+    """Two source folders of npy pairs: indoor_a 2 pairs at 4 m, indoor_b 1 pair at 1 m (one row invalid)."""
+    rng = np.random.default_rng(0)
+    for folder, n in (("indoor_a", 2), ("indoor_b", 1)):
+        d = root / folder
+        d.mkdir(parents=True)
+        for i in range(n):
+            cv2.imwrite(str(d / f"p{i}_rgb.png"), rng.integers(0, 256, (H, W, 3), dtype=np.uint8))
+            depth = np.full((H, W), GT[folder], np.float32)
+            depth[0] = 0
+            np.save(d / f"p{i}_depth.npy", depth)
+
+
+def _cfg(*extra: str):
+    return load_config("test", ["eval.benchmarks.real_dev={format: npy, root: pairs, by_folder: true}",
+                                "eval.benchmarks.labeled_test=null", "eval.benchmarks.web_test=null", *extra])
+
+
+def test_profile_entries_add_to_the_default_benchmarks():
+    cfg = load_config("test", ["eval.benchmarks.real_dev={format: npy, root: x}"])
+    assert sorted(cfg.eval.benchmarks) == ["labeled_test", "real_dev", "web_test"]
+    assert sorted(_cfg().eval.benchmarks) == ["real_dev"]
+    for profile in ("tiny", "small"):
+        spec = load_config(profile).eval.benchmarks["real_dev"]
+        assert (spec.format, spec.root, spec.by_folder) == ("npy", "../shared/real/pairs", True)
+    assert load_config("test").eval.baseline_depths_m == [2.0]
+
+
+def test_missing_root_is_skipped_with_a_logged_reason():
+    from dap_model.errors import InputError
+    from dap_model.evaluation.report import configured_benchmarks, run_benchmark_report
+    from dap_model.evaluation.runs import ModelEntry
+
+    cfg = _cfg()
+    readers, skipped = configured_benchmarks(cfg, None)
+    project = Path(os.environ["DAP_PROJECT_DIR"])
+    assert readers == {} and skipped["real_dev"] == f"{project / 'pairs'}: benchmark root does not exist"
+    fresh_mlflow_db()
+    lines: list[str] = []
+    entry = ModelEntry("dap_depth_model", "stage3", str(constant_checkpoint(2.0)))
+    with pytest.raises(InputError, match="no benchmark could be read: real_dev: .*does not exist"):
+        run_benchmark_report(cfg, None, [entry], final="dap_depth_model", log=lines.append)
+    assert lines == [f"real_dev: skipped ({project / 'pairs'}: benchmark root does not exist)"]
+
+
+def test_real_dev_per_folder_with_the_constant_baseline():
+    from dap_model.evaluation.report import configured_benchmarks, evaluate_baselines, evaluate_models, metric_table
+    from dap_model.evaluation.runs import ModelEntry
+
+    project = Path(os.environ["DAP_PROJECT_DIR"])
+    _write_pairs(project / "pairs")  # the relative root resolves against the project folder
+    cfg = _cfg("eval.baseline_depths_m=[2.0, 3.0]")
+    readers, skipped = configured_benchmarks(cfg, None)
+    assert list(readers) == ["real_dev"] and skipped == {}
+    entry = ModelEntry("dap_depth_model", "stage3", str(constant_checkpoint(4.0)))
+    results = evaluate_models(cfg, [entry], readers, log=lambda _: None)
+    results.update(evaluate_baselines(cfg, readers, log=lambda _: None))
+    assert sorted(results) == ["constant 2 m", "constant 3 m", "dap_depth_model"]
+
+    def abs_rel(pred_m: float, gt_m: float) -> float:
+        return abs(pred_m - gt_m) / gt_m
+
+    for name, pred_m in (("constant 2 m", 2.0), ("constant 3 m", 3.0), ("dap_depth_model", 4.0)):
+        r = results[name]["real_dev"]
+        per_image = [abs_rel(pred_m, 4.0)] * 2 + [abs_rel(pred_m, 1.0)]
+        assert r.metrics["n_images"] == 3
+        assert r.metrics["abs_rel"] == pytest.approx(np.mean(per_image), rel=1e-3)
+        assert r.aligned["abs_rel"] == pytest.approx(0.0, abs=1e-3)  # constant gt: only scale is wrong
+        assert sorted(r.groups) == ["indoor_a", "indoor_b"]
+        for folder, gt_m in GT.items():
+            g = r.groups[folder]
+            assert g.benchmark == f"real_dev/{folder}"
+            assert g.metrics["n_images"] == (2 if folder == "indoor_a" else 1)
+            assert g.metrics["abs_rel"] == pytest.approx(abs_rel(pred_m, gt_m), rel=1e-3)
+        flat = r.flat()
+        assert flat["real_dev/indoor_b/abs_rel"] == pytest.approx(abs_rel(pred_m, 1.0), rel=1e-3)
+        assert "real_dev/indoor_b/abs_rel_aligned" in flat and "real_dev/indoor_b/abs_rel_0-10m" not in flat
+
+    table = metric_table(results, [entry], cfg)
+    rows = {(b, m): row for b, m, row in zip(table["benchmark"], table["model"], table.to_dict("records"))}
+    assert len(rows) == 9  # 3 predictors × (all + 2 folders)
+    assert rows[("real_dev/indoor_b", "constant 2 m")]["stage"] == "baseline"
+    assert rows[("real_dev/indoor_b", "constant 2 m")]["abs_rel"] == pytest.approx(1.0, rel=1e-3)
+    assert rows[("real_dev", "dap_depth_model")]["stage"] == "stage3"
+    assert list(table.columns[5:7]) == ["abs_rel", "abs_rel_aligned"]
+
+
+def test_constant_depth_model_is_a_predictor():
+    import torch
+
+    from dap_model.errors import ConfigError
+    from dap_model.evaluation.baseline import ConstantDepthModel
+    from dap_model.inference import predict_batch
+
+    rgb = np.zeros((8, 16, 3), np.uint8)
+    (pred,) = predict_batch(ConstantDepthModel(2.5), [rgb], 4, [(8, 16)], "bilinear_valid", torch.device("cpu"))
+    assert pred.shape == (8, 16) and np.allclose(pred, 2.5)
+    with pytest.raises(ConfigError, match="must be > 0"):
+        ConstantDepthModel(0.0)
