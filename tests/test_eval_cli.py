@@ -169,7 +169,8 @@ def test_predict_writes_depth_colour_and_point_cloud(tmp_path, ckpt):
     ply = PlyData.read(str(out / "hall.ply"))["vertex"]
     valid = depth > 0
     assert ply.count == int(valid.sum())
-    # independent check of the points: depth · ray (DESIGN §3) in row-major order of valid pixels
+    # independent check of the points: depth · ray (docs/architecture.md#conventions), in row-major
+    # order of valid pixels
     lon = (np.arange(48) + 0.5) / 48 * 2 * np.pi - np.pi
     lat = np.pi / 2 - (np.arange(24) + 0.5) / 24 * np.pi
     lon, lat = np.meshgrid(lon, lat)

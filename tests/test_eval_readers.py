@@ -1,4 +1,4 @@
-"""Benchmark readers on files written here, in each encoding (DESIGN §6)."""
+"""Benchmark readers on files written here, in each encoding (docs/evaluation.md#benchmark-formats)."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def test_unreadable_exr_names_the_file(tmp_path):
 
 
 def _lonlat_rays(h, w):
-    """Independent ERP rays (numpy, DESIGN §3)."""
+    """Independent ERP rays (numpy, docs/architecture.md#conventions)."""
     lon = (np.arange(w) + 0.5) / w * 2 * np.pi - np.pi
     lat = np.pi / 2 - (np.arange(h) + 0.5) / h * np.pi
     lon, lat = np.meshgrid(lon, lat)

@@ -1,6 +1,6 @@
 """Stores with every input the trainer and curation read, made here from analytic box rooms:
-depth by exact ray-box intersection (metres along the ray, DESIGN §3), colour from the hit
-face and a checker pattern, so depth is learnable from the image."""
+depth by exact ray-box intersection (metres along the ray, docs/architecture.md#conventions),
+colour from the hit face and a checker pattern, so depth is learnable from the image."""
 
 from __future__ import annotations
 

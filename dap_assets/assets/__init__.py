@@ -1,1 +1,1 @@
-"""One module per area of the asset graph (DESIGN §1); every module here is loaded."""
+"""One module per area of the asset graph (docs/architecture.md); every module here is loaded."""

@@ -1,6 +1,7 @@
 """Benchmark roots (a local folder or `s3://bucket/prefix`) and decoders that name the file.
 
-Every decoder returns depth as float32 metres with invalid pixels set to 0 (DESIGN §3)."""
+Every decoder returns depth as float32 metres with invalid pixels set to 0
+(docs/architecture.md#conventions)."""
 
 from __future__ import annotations
 

@@ -7,12 +7,12 @@ centre at
     α = (v + 0.5)/Hc · 2π − π        (rotation about x; 0 at the vertical centre, down positive)
     β = (u + 0.5)/Wc · π − π/2       (angle from the y-z plane towards +x; right positive)
 
-and looks along ray = (sin β, −cos β · sin α, cos β · cos α) in the camera frame of DESIGN §3
-(x right, y up, z forward). So the image centre looks forward, a quarter from the top looks up,
-three quarters down looks down, the top and bottom rows look backward, and the left/right
-edges are the −x/+x poles. This is the mapping of the MODE / Deep360 loaders
-(`theta_c = atan2(tan lat, cos lon)`, `phi_c = asin(cos lat · sin lon)`) with pixel centres
-instead of their `align_corners=True` grid (a difference of at most half a pixel).
+and looks along ray = (sin β, −cos β · sin α, cos β · cos α) in the project's camera frame
+(docs/architecture.md#conventions: x right, y up, z forward). So the image centre looks forward, a
+quarter from the top looks up, three quarters down looks down, the top and bottom rows look
+backward, and the left/right edges are the −x/+x poles. This is the mapping of the MODE / Deep360
+loaders (`theta_c = atan2(tan lat, cos lon)`, `phi_c = asin(cos lat · sin lon)`) with pixel
+centres instead of their `align_corners=True` grid (a difference of at most half a pixel).
 
 Implementation: the Cassini image transposed and mirrored left-right, T = C[v, u] → T[u, Hc−1−v],
 is a Wc × 2Wc ERP of the frame F' with ray' = M · ray, M = [[0,1,0],[−1,0,0],[0,0,1]] (a proper

@@ -1,4 +1,4 @@
-"""One reader per benchmark encoding (DESIGN §6). Layouts are documented in docs/evaluation.md."""
+"""One reader per benchmark encoding (layouts and encodings: docs/evaluation.md#benchmark-formats)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """Metric-depth evaluation: AbsRel, SqRel, RMSE, RMSE-log, MAE, δ1/δ2/δ3.
 
-Valid pixels: 0 < gt ≤ cap (100 m, DESIGN §3), gt finite, pred finite. Predictions are clamped
-to ≥ 1e-6 m before logs/ratios (a 0 = "invalid/sky" prediction on a valid gt pixel is scored as
-a very wrong depth, not skipped). RMSE is the true root-mean-square error (DAP's released script
-reports the MAE under that name; we report both).
+Valid pixels: 0 < gt ≤ cap (100 m, DAP's cap; docs/architecture.md#conventions), gt finite,
+pred finite. Predictions are clamped to ≥ 1e-6 m before logs/ratios (a 0 = "invalid/sky"
+prediction on a valid gt pixel is scored as a very wrong depth, not skipped). RMSE is the true
+root-mean-square error (DAP's released script reports the MAE under that name; both are reported).
 
 Per image: each metric over that image's valid pixels. `MetricAccumulator.compute()` gives
 `per_image` (the mean of per-image metrics over images with ≥ 1 valid pixel — DAP's protocol)

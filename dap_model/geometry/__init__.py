@@ -1,9 +1,10 @@
 """ERP geometry core: batched, differentiable, device-agnostic torch on [B,C,H,W] panoramas.
 
-Conventions (DESIGN §3): W = 2H; lon = (u + 0.5)/W·2π − π, lat = π/2 − (v + 0.5)/H·π;
-ray = (cos lat·sin lon, sin lat, cos lat·cos lon), x right, y up, z forward. Rotations:
-`rotation_matrix(yaw, pitch, roll)` = Ry(yaw)·Rx(−pitch)·Rz(−roll), camera-to-world (see
-`rotation`). Cube faces F,R,B,L,U,D and perspective views as py360convert `e2c` / `e2p`.
+Conventions (docs/architecture.md#conventions): W = 2H; lon = (u + 0.5)/W·2π − π,
+lat = π/2 − (v + 0.5)/H·π; ray = (cos lat·sin lon, sin lat, cos lat·cos lon), x right, y up,
+z forward. Rotations: `rotation_matrix(yaw, pitch, roll)` = Ry(yaw)·Rx(−pitch)·Rz(−roll),
+camera-to-world (see `rotation`). Cube faces F,R,B,L,U,D and perspective views as py360convert
+`e2c` / `e2p`.
 Bad inputs raise `GeometryInputError` (a ValueError) naming the function and argument.
 """
 

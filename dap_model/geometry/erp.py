@@ -1,4 +1,4 @@
-"""ERP pixel ↔ (lon, lat) ↔ unit ray, and per-pixel solid angles (DESIGN §3).
+"""ERP pixel ↔ (lon, lat) ↔ unit ray, and per-pixel solid angles (docs/architecture.md#conventions).
 
 Pixel (v, u) of an H×W ERP (W = 2H) has its centre at
     lon = (u + 0.5)/W · 2π − π      (image centre = lon 0, growing to the right)

@@ -1,8 +1,9 @@
 """Depth → point cloud and surface normals on the ERP grid.
 
-Depth is Euclidean distance along the ray (DESIGN §3); invalid = ≤ 0 or non-finite (NaN, ±Inf)
-and is accepted everywhere here: invalid pixels give zero points / zero normals and are False in
-the optional validity mask. Gradients stay finite in the presence of invalid pixels.
+Depth is Euclidean distance along the ray (docs/architecture.md#conventions); invalid = ≤ 0 or
+non-finite (NaN, ±Inf) and is accepted everywhere here: invalid pixels give zero points / zero
+normals and are False in the optional validity mask. Gradients stay finite in the presence of
+invalid pixels.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The DAP network: ViT backbone → two distortion-aware DPT heads (metric depth, range masks).
 
 `forward(rgb[B,3,H,W] in [0,1])`:
-- ImageNet normalisation inside the model (DESIGN §3);
+- ImageNet normalisation inside the model (docs/architecture.md#conventions);
 - H, W that are not multiples of the patch size are resized (bilinear, horizontally periodic) to
   the nearest multiples (at least one patch) before the backbone; every output is produced
   directly at the input's H×W;

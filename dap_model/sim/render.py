@@ -1,4 +1,4 @@
-"""ERP RGB + Euclidean ray-distance depth of a procedural scene (DESIGN §3).
+"""ERP RGB + Euclidean ray-distance depth of a procedural scene (docs/architecture.md#conventions).
 
     scene = make_scene("city", seed=3)
     rgb, depth = render(scene, position=[0, 12, 0], rotation=None, height=256)
