@@ -5,7 +5,7 @@ split and the web-domain test split; each arm is an MLflow run in experiment
 
 It runs on the store of `experiments.stages` (same profile and project folder): its labelled
 set, unlabelled pool, web-domain test split, and its stage-3 model as the teacher (`distill.teacher
-=dap`, the project's own model; DESIGN §6). The store is copied first, so the stage experiment's
+=dap`, the project's own model; docs/distillation.md). The store is copied first, so the stage experiment's
 published models stay as they were. Every arm uses the same seed, data, steps and learning rates;
 arms (ARMS): off, on, and off_labeled_half (no term, batch = the `on` arm's labelled half).
 
