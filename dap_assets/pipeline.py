@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 
 from dap_model.config import load_config, project_dir
-from dap_model.training.tracking import PIPELINE_TAG
+from dap_model.tracking import PIPELINE_TAG
 
 LOCATION_MODULE = "dap_assets.definitions"
 LOCAL_INSTANCE = """# The embedded default's Dagster instance: run, event and schedule storage in sqlite files

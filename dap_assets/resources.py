@@ -11,8 +11,7 @@ from dagster import ConfigurableResource
 
 from dap_model.config import DapConfig, load_config
 from dap_model.storage import DataStore, open_store
-from dap_model.tracking import resolve_tracking_uri, setup_mlflow
-from dap_model.training.tracking import PIPELINE_TAG
+from dap_model.tracking import PIPELINE_TAG, resolve_tracking_uri, setup_mlflow
 
 
 def show_progress() -> bool:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -17,10 +18,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, field_validator
 
 from dap_model import layout
-from dap_model import layout
 from dap_model.errors import ConfigError
 from dap_model.io import atomic_write_text
-from dap_model.layout import RESOLVED_CONFIG_NAME  # noqa: F401  (config.RESOLVED_CONFIG_NAME)
 from dap_model.layout import RESOLVED_CONFIG_NAME  # noqa: F401  (config.RESOLVED_CONFIG_NAME)
 
 PROFILES_DIR = Path(__file__).with_name("profiles")
@@ -668,3 +667,23 @@ def write_resolved_config(cfg: DapConfig, out_dir: str | Path) -> Path:
     out = Path(out_dir) / RESOLVED_CONFIG_NAME
     atomic_write_text(out, cfg.to_yaml())
     return out
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--profile` and repeated `--set key=value` (any knob of `DapConfig`)."""
+    parser.add_argument(
+        "--profile", default=None, help="config profile: test, tiny, small, full (default: $DAP_PROFILE or tiny)"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a knob, e.g. --set train.steps=10 (repeatable)",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> DapConfig:
+    """The config chosen by `add_config_arguments`' options."""
+    return load_config(args.profile, args.overrides)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
+from dap_model import layout
 from dap_model.errors import InputError, StorageError
 from dap_model.io import atomic_path, atomic_write_bytes
 
@@ -234,3 +235,14 @@ def open_store(cfg) -> DataStore:
         max_attempts=cfg.max_attempts,
     )
 
+
+def replace_prefix(store, prefix: str, local_dir: Path, keep: set[str]) -> None:
+    """Upload every file of `local_dir` to `prefix/`, then delete objects under `prefix/` that
+    are not in `keep` (stale shards of an earlier, larger run). The manifest goes last, so a
+    reader never sees a manifest naming shards that are not there yet."""
+    files = sorted(p for p in local_dir.iterdir() if p.is_file())
+    for f in sorted(files, key=lambda p: p.name == layout.MANIFEST_NAME):
+        store.put_file(f, layout.join(prefix, f.name))
+    for k in store.list(prefix):
+        if k.rsplit("/", 1)[-1] not in keep:
+            store.delete(k)

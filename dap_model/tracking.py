@@ -10,10 +10,16 @@ import fcntl
 import os
 import urllib.parse
 import urllib.request
+import time
 from pathlib import Path
+from typing import Any
 
-from dap_model.config import MlflowConfig, project_dir
+from dap_model.config import DapConfig, MlflowConfig, project_dir
 from dap_model.errors import DapError
+
+STAGE_TAG = "dap.stage"  # MLflow tag: which training (stage1, stage2, stage3, discriminator)
+PIPELINE_TAG = "dap.pipeline_run"  # MLflow tag: one id per pipeline execution
+DATA_TAG_PREFIX = "dap.data."  # MLflow tags: data versions a run read
 
 
 def resolve_tracking_uri(cfg: MlflowConfig) -> str:
@@ -83,3 +89,29 @@ def _ensure_experiment(mlflow, cfg: MlflowConfig, uri: str) -> str:
         exp_id = exp.experiment_id
     mlflow.set_experiment(experiment_id=exp_id)
     return exp_id
+
+
+def set_alias(cfg: DapConfig, version: str, alias: str | None = None) -> None:
+    """Point `models:/<registered_model>@<alias>` (default: the champion alias) at `version`."""
+    from mlflow import MlflowClient
+
+    setup_mlflow(cfg.mlflow)
+    MlflowClient().set_registered_model_alias(
+        cfg.mlflow.registered_model, alias or cfg.mlflow.champion_alias, str(version)
+    )
+
+
+def log_metrics_to_run(cfg: DapConfig, run_id: str, metrics: dict[str, Any], step: int | None = None) -> None:
+    """Log numeric `metrics` onto an existing run (e.g. `web_test/abs_rel`)."""
+    import numpy as np
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    setup_mlflow(cfg.mlflow)
+    client = MlflowClient()
+    ts = int(time.time() * 1000)
+
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), ts, step or 0) for k, v in metrics.items() if np.isfinite(float(v))],
+    )

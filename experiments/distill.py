@@ -54,7 +54,7 @@ def main() -> int:
     from dap_model.storage import LocalStore
     from dap_model.tracking import setup_mlflow
     from dap_model.training.stages import model_key, run_stage
-    from dap_model.training.tracking import log_metrics_to_run
+    from dap_model.tracking import log_metrics_to_run
 
     data = project / "data_distill"
     if data.exists():

@@ -46,7 +46,7 @@ def oracle_arm(cfg, project: Path, data: Path, out: Path) -> int:
     from dap_model.layout import CURATION_SCORES as SCORES_KEY
     from dap_model.training.curation import select_top_k, write_curated
     from dap_model.training.stages import model_key, run_stage
-    from dap_model.training.tracking import log_metrics_to_run
+    from dap_model.tracking import log_metrics_to_run
 
     root = project / "data_oracle_topk"
     if root.exists():
@@ -111,7 +111,7 @@ def main() -> int:
     from dap_model.training.curation import run_curation, run_discriminator
     from dap_model.training.pseudo import pseudo_label_pool
     from dap_model.training.stages import model_key, run_stage
-    from dap_model.training.tracking import log_metrics_to_run
+    from dap_model.tracking import log_metrics_to_run
 
     cfg = load_config(args.profile, args.overrides)
     data = project / "data"

@@ -30,8 +30,8 @@ def store(tmp_path):
     return LocalStore(root)
 
 
-def test_pseudo_labels_manifest_shards_rotations_masks(store):
 @pytest.mark.slow
+def test_pseudo_labels_manifest_shards_rotations_masks(store):
     cfg = load_config("test", ["distill.rotations=2", "distill.min_valid_fraction=0.0"])
     res = build_perspective_pseudo_labels(cfg, store, progress=False)
     m = load_distill_manifest(store)
@@ -70,8 +70,8 @@ def test_faces_below_min_valid_fraction_are_dropped(store):
             assert (faces[k].mean() == 0) == (name in row["dropped_faces"])
 
 
-def test_dagster_asset_materialises(store, tmp_path):
 @pytest.mark.slow
+def test_dagster_asset_materialises(store, tmp_path):
     from dagster import materialize
 
     from dap_assets.assets.distill import perspective_pseudo_labels
@@ -85,8 +85,8 @@ def test_dagster_asset_materialises(store, tmp_path):
     assert store.exists(layout.DISTILL_MANIFEST)
 
 
-def test_stream_batches_and_resume_position(store):
 @pytest.mark.slow
+def test_stream_batches_and_resume_position(store):
     cfg = load_config("test", ["distill.rotations=2", "distill.min_valid_fraction=0.0"])
     build_perspective_pseudo_labels(cfg, store, progress=False)
     cfg = load_config("test", ["distill.enabled=true"])
@@ -104,8 +104,8 @@ def test_stream_batches_and_resume_position(store):
     assert split_batch(2, 0.5) == (1, 1) and split_batch(8, 0.25) == (6, 2)
 
 
-def test_stage1_trains_with_the_distillation_term(store, tmp_path):
 @pytest.mark.slow
+def test_stage1_trains_with_the_distillation_term(store, tmp_path):
     from dap_model.training.stages import run_stage
 
     build_perspective_pseudo_labels(load_config("test", ["distill.min_valid_fraction=0.0"]), store, progress=False)

@@ -12,7 +12,7 @@ import pytest
 
 from dap_model.config import load_config
 from dap_model import layout
-from dap_model.data.pool import iter_pool, load_pool_manifest, load_tags
+from dap_model.pool import iter_pool, load_pool_manifest, load_tags
 from dap_model.data.shards import Sample, ShardWriter, iter_shard
 from dap_model.storage import open_store
 

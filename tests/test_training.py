@@ -258,7 +258,7 @@ def test_bf16_training_on_cuda(tmp_path):
 
 def test_equivariant_prediction_commutes_with_its_yaw_rolls_and_mirror():
     from dap_model.models import build_model
-    from dap_model.training.predict import predict_equivariant
+    from dap_model.inference import predict_equivariant
 
     torch.manual_seed(0)
     cfg = load_config("test", ["model.mask_threshold=1e-6"])

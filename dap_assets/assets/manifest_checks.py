@@ -66,7 +66,7 @@ def dit360_indoor_manifest_schema(storage: StorageResource) -> AssetCheckResult:
 
 @asset_check(asset=AssetKey("scene_tags"), description="scene tags pass their schema")
 def scene_tags_schema(storage: StorageResource) -> AssetCheckResult:
-    from dap_model.data.pool import load_tags
+    from dap_model.pool import load_tags
 
     return _result(lambda: (len(load_tags(storage.store())), []))
 

@@ -20,7 +20,7 @@ from dagster import (
 from dap_assets.deployment import DEPLOYMENT, transient_retry_policy
 from dap_assets.resources import DapConfigResource, StorageResource
 from dap_model import layout
-from dap_model.data.pool import (
+from dap_model.pool import (
     build_pool,
     load_pool_manifest,
     pool_counts,
@@ -89,7 +89,7 @@ def scene_tags(context: AssetExecutionContext, dap: DapConfigResource, storage: 
 @asset(group_name="pool", deps=[scene_tags], code_version="pool-1")
 def unlabeled_pool(context: AssetExecutionContext, dap: DapConfigResource, storage: StorageResource) -> MaterializeResult:
     """The unlabeled pool manifest (`pool/manifest.parquet`): key, shard, source, origin, domain, confidence."""
-    from dap_model.data.pool import load_tags
+    from dap_model.pool import load_tags
 
     store = storage.store()
     pool = build_pool(load_tags(store))

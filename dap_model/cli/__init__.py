@@ -10,6 +10,7 @@ import pkgutil
 import sys
 from types import ModuleType
 
+from dap_model.config import add_config_arguments, config_from_args  # noqa: F401 - the subcommands' --profile/--set
 from dap_model.errors import DapError
 
 
@@ -19,27 +20,6 @@ def _commands() -> list[ModuleType]:
         if info.name.startswith("cmd_"):
             mods.append(importlib.import_module(f"{__name__}.{info.name}"))
     return sorted(mods, key=lambda m: m.NAME)
-
-
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """`--profile` and repeated `--set key=value` (any knob of `DapConfig`)."""
-    parser.add_argument(
-        "--profile", default=None, help="config profile: test, tiny, small, full (default: $DAP_PROFILE or tiny)"
-    )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a knob, e.g. --set train.steps=10 (repeatable)",
-    )
-
-
-def config_from_args(args: argparse.Namespace):
-    from dap_model.config import load_config
-
-    return load_config(args.profile, args.overrides)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,16 +22,17 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from dap_model.accel import resolve_device
 from dap_model import layout
+from dap_model.accel import resolve_device
 from dap_model.config import RESOLVED_CONFIG_NAME, DapConfig, write_resolved_config
+from dap_model.data.samples import resize_pair
 from dap_model.data.shards import Sample, ShardWriter
 from dap_model.distill.faces import face_size, random_rotations, rotated_cube
 from dap_model.distill.masks import build_masker
 from dap_model.distill.teachers import build_teacher
 from dap_model.geometry import CUBE_FACES, rotation_matrix
-from dap_model.training.data import resize_pair
-from dap_model.training.pseudo import iter_pool_samples, read_pool_manifest, replace_prefix
+from dap_model.pool import iter_pool_samples, read_pool_manifest
+from dap_model.storage import replace_prefix
 
 MANIFEST_COLUMNS = ["key", "pool_key", "pool_shard", "shard", "rotation", "yaw_deg", "pitch_deg", "roll_deg",
                     "face_w", "valid_fraction", "face_valid_fraction", "dropped_faces", "kept"]

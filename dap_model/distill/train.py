@@ -20,11 +20,11 @@ from torch import Tensor
 
 from dap_model import layout
 from dap_model.config import DapConfig
-from dap_model.data.shards import decode_png
+from dap_model.data.samples import resize_pair
+from dap_model.data.shards import decode_png, read_raw
 from dap_model.distill.loss import distill_loss
 from dap_model.errors import InputError
 from dap_model.geometry import rotation_matrix
-from dap_model.training.data import read_raw, resize_pair
 
 
 def distill_active(cfg: DapConfig, stage: str) -> bool:

@@ -27,8 +27,7 @@ def fetch_runs(
     import mlflow
     from mlflow import MlflowClient
 
-    from dap_model.tracking import resolve_tracking_uri
-    from dap_model.training.tracking import PIPELINE_TAG, STAGE_TAG
+    from dap_model.tracking import PIPELINE_TAG, STAGE_TAG, resolve_tracking_uri
 
     uri = resolve_tracking_uri(cfg.mlflow)
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():

@@ -1,5 +1,5 @@
-"""Depth as pictures: colourised depth (`dap predict`'s PNG, report figures, training previews),
-RGB | ground truth | prediction panels, and the report's four-panel sample figure."""
+"""Depth as pictures: RGB | ground truth | prediction panels (colourised depth:
+`dap_model.inference.colourise`) and the report's four-panel sample figure."""
 
 from __future__ import annotations
 
@@ -7,21 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dap_model.inference import colourise
 from dap_model.io import atomic_path
-
-
-def colourise(depth: np.ndarray, cmap: str = "Spectral", vmax: float = 0.0) -> np.ndarray:
-    """[H,W] metres → [H,W,3] uint8 with a matplotlib colormap (near = the colormap's start,
-    `vmax` = its end; 0 = the 99th percentile of valid depth); invalid (≤ 0, non-finite) black."""
-    import matplotlib
-
-    valid = np.isfinite(depth) & (depth > 0)
-    if vmax <= 0:
-        vmax = float(np.percentile(depth[valid], 99)) if valid.any() else 1.0
-    norm = np.clip(np.where(valid, depth, 0) / max(vmax, 1e-6), 0, 1)
-    rgb = (matplotlib.colormaps[cmap](norm)[..., :3] * 255).round().astype(np.uint8)
-    rgb[~valid] = 0
-    return rgb
 
 
 def _gt_vmax(gt: np.ndarray, cap_m: float, vmax: float) -> float:

@@ -39,7 +39,7 @@ def find_training_run(cfg: DapConfig, stage: str, pipeline_run: str) -> tuple[st
     Dagster run that materialised it), newest first; (None, None) when there is none."""
     from mlflow import MlflowClient
 
-    from dap_model.training.tracking import PIPELINE_TAG, STAGE_TAG
+    from dap_model.tracking import PIPELINE_TAG, STAGE_TAG
 
     client = MlflowClient()
     exp = client.get_experiment_by_name(cfg.mlflow.experiment)

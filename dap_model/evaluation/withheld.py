@@ -26,8 +26,8 @@ ERROR_COLUMNS = ["key", "gt_prefix", "abs_rel", "rmse", "delta1", "abs_rel_align
 def withheld_ground_truth(store, prefixes: tuple[str, ...] = WITHHELD_GT_PREFIXES) -> dict[str, tuple[str, np.ndarray]]:
     """key -> (gt prefix, depth [H,W] with invalid = 0) for every pool sample whose depth is kept
     aside under `prefixes`."""
-    from dap_model.training.data import clean_depth, decode_raw, read_raw
-    from dap_model.training.stages import split_shard_keys
+    from dap_model.data.samples import clean_depth, decode_raw, split_shard_keys
+    from dap_model.data.shards import read_raw
 
     gt: dict[str, tuple[str, np.ndarray]] = {}
     for prefix in prefixes:
@@ -44,8 +44,8 @@ def pseudo_label_errors(cfg: DapConfig, store, pseudo_prefix: str,
     """True error of each pseudo-label under `pseudo_prefix` that has withheld ground truth:
     key, gt_prefix, abs_rel, rmse, delta1, abs_rel_aligned (after scaling by the median ratio: the
     shape error alone). Empty when no ground truth is stored."""
-    from dap_model.training.data import decode_raw, read_raw
-    from dap_model.training.stages import fetch_all, manifest_shard_keys
+    from dap_model.data.samples import decode_raw, fetch_all, manifest_shard_keys
+    from dap_model.data.shards import read_raw
 
     gt = withheld_ground_truth(store, prefixes)
     rows = []

@@ -25,6 +25,7 @@ from dap_model.accel import resolve_device
 from dap_model.config import DapConfig, RESOLVED_CONFIG_NAME, write_resolved_config
 from dap_model.data.shards import Sample, ShardWriter
 from dap_model.errors import InputError
+from dap_model.storage import replace_prefix
 from dap_model.training.data import (
     Augment,
     BatchLoader,
@@ -35,7 +36,6 @@ from dap_model.training.data import (
     read_raw,
     resize_pair,
 )
-from dap_model.training.pseudo import replace_prefix
 from dap_model.training.stages import fetch_all, manifest_shard_keys, split_shard_keys
 
 CURATED_SCHEMA = pa.DataFrameSchema(

@@ -18,7 +18,7 @@ from dap_model import layout
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from dap_model.cli import add_config_arguments
+    from dap_model.config import add_config_arguments
     from dap_model.training.stages import STAGES
 
     add_config_arguments(p)
@@ -56,10 +56,10 @@ def result_metadata(result) -> dict:
 
 
 def run_args(args: argparse.Namespace) -> int:
-    from dap_model.cli import config_from_args
+    from dap_model.config import config_from_args
     from dap_model.storage import open_store
     from dap_model.training.stages import run_stage
-    from dap_model.training.tracking import set_alias
+    from dap_model.tracking import set_alias
 
     cfg = config_from_args(args)
     store = open_store(cfg.storage)

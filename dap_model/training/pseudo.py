@@ -23,48 +23,16 @@ from dap_model import layout
 from dap_model.accel import resolve_device
 from dap_model.config import DapConfig, RESOLVED_CONFIG_NAME, write_resolved_config
 from dap_model.data.shards import Sample, ShardWriter
+from dap_model.data.samples import decode_raw, resize_pair
+from dap_model.data.shards import read_raw
 from dap_model.errors import InputError
-from dap_model.training.data import decode_raw, read_raw, resize_pair
-from dap_model.training.predict import predict_at
+from dap_model.inference import predict_at
+from dap_model.pool import iter_pool_samples, read_pool_manifest
+from dap_model.storage import replace_prefix
 
-POOL_COLUMNS = ("key", "shard", "domain", "source")
 PSEUDO_COLUMNS = ["key", "shard", "domain", "source", "pool_shard", "valid_fraction", "median_depth_m"]
 EXCLUDED_NAME = "excluded.parquet"
 EXCLUDED_COLUMNS = ["key", "domain", "source", "confidence", "median_depth_m", "reason"]
-
-
-def read_pool_manifest(store) -> pd.DataFrame:
-    if not store.exists(layout.POOL_MANIFEST):
-        raise InputError(f"{store.uri(layout.POOL_MANIFEST)}: no pool manifest (materialise unlabeled_pool first)")
-    df = pd.read_parquet(store.fetch(layout.POOL_MANIFEST))
-    missing = [c for c in POOL_COLUMNS if c not in df.columns]
-    if missing:
-        raise InputError(f"{store.uri(layout.POOL_MANIFEST)}: missing columns {missing}")
-    if df.empty:
-        raise InputError(f"{store.uri(layout.POOL_MANIFEST)}: the pool is empty")
-    return df
-
-
-def _pool_shard_key(store, shard: str) -> str:
-    for key in (shard, layout.join(layout.POOL, shard)):
-        if store.exists(key):
-            return key
-    raise InputError(f"pool shard {shard!r}: not found in {store.uri('')}")
-
-
-def iter_pool_samples(store, manifest: pd.DataFrame) -> Iterator[tuple[dict, np.ndarray]]:
-    """(manifest row, rgb [H,W,3] uint8) for every pool sample, in manifest shard order."""
-    for shard, rows in manifest.groupby("shard", sort=True):
-        key = _pool_shard_key(store, str(shard))
-        wanted = {r["key"]: r for r in rows.to_dict("records")}
-        found = 0
-        for k, parts in read_raw(Path(store.fetch(key))):
-            if k in wanted:
-                rgb, _, _ = decode_raw(k, parts, key)
-                found += 1
-                yield wanted[k], rgb
-        if found != len(wanted):
-            raise InputError(f"{store.uri(key)}: {len(wanted) - found} manifest keys are missing from the shard")
 
 
 def domain_depth_prior(store) -> dict[str, tuple[float, float]]:
@@ -97,17 +65,6 @@ def fits_other_domain(median_m: float, domain: str, prior: dict[str, tuple[float
         return -0.5 * ((x - mu) / sd) ** 2 - np.log(sd)
 
     return not all(loglik(domain) >= loglik(d) for d in prior if d != domain)
-
-
-def replace_prefix(store, prefix: str, local_dir: Path, keep: set[str]) -> None:
-    """Upload every file of `local_dir` to `prefix/`, then delete objects under `prefix/` that
-    are not in `keep` (stale shards of an earlier, larger run). The manifest goes last."""
-    files = sorted(p for p in local_dir.iterdir() if p.is_file())
-    for f in sorted(files, key=lambda p: p.name == layout.MANIFEST_NAME):
-        store.put_file(f, f"{prefix}/{f.name}")
-    for k in store.list(prefix):
-        if k.rsplit("/", 1)[-1] not in keep:
-            store.delete(k)
 
 
 def pseudo_label_pool(

@@ -9,12 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-
-import pandas as pd
+from pathlib import Path
 
 from dap_model import layout
 from dap_model.config import DapConfig, project_dir
+from dap_model.data.samples import fetch_all, manifest_shard_keys, split_shard_keys
 from dap_model.errors import InputError
 from dap_model.layout import model_key
 from dap_model.training.checkpoint import safetensors_digest
@@ -42,27 +41,6 @@ def stage_spec(stage: str) -> StageSpec:
     if stage not in STAGES:
         raise InputError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
     return STAGES[stage]
-
-
-def split_shard_keys(store, prefix: str, split: str | None = None) -> list[str]:
-    """Tar shards under `prefix` (recursively), optionally only `<split>-*.tar`."""
-    keys = [k for k in store.list(prefix) if k.endswith(".tar")]
-    if split is not None:
-        keys = [k for k in keys if PurePosixPath(k).name.startswith(f"{split}-")]
-    return sorted(keys)
-
-
-def manifest_shard_keys(store, prefix: str) -> list[str]:
-    """Shards named by `<prefix>/manifest.parquet` (column `shard`, relative to `prefix`)."""
-    key = layout.manifest(prefix)
-    if not store.exists(key):
-        raise InputError(f"{store.uri(key)}: no manifest (materialise the asset that writes {prefix}/ first)")
-    df = pd.read_parquet(store.fetch(key))
-    return [layout.join(prefix, s) for s in sorted(df["shard"].unique())]
-
-
-def fetch_all(store, keys: list[str]) -> list[Path]:
-    return [Path(store.fetch(k)) for k in keys]
 
 
 def store_version(store, key: str) -> str:

@@ -1,20 +1,16 @@
-"""MLflow helpers of the trainer: run lifecycle, logged model, registry versions."""
+"""MLflow helpers of the trainer: run lifecycle, logged model, registry versions (tags, the
+champion alias and metrics onto a run: `dap_model.tracking`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from dap_model.config import DapConfig
-from dap_model.tracking import setup_mlflow
-
-STAGE_TAG = "dap.stage"
-PIPELINE_TAG = "dap.pipeline_run"
-DATA_TAG_PREFIX = "dap.data."
+from dap_model.tracking import STAGE_TAG, setup_mlflow
 
 
 class DepthPredictor(nn.Module):
@@ -80,30 +76,3 @@ def log_model_version(
         client.set_model_version_tag(cfg.mlflow.registered_model, str(version), "dap.run_id", info.run_id)
         return str(version)
     return None
-
-
-def set_alias(cfg: DapConfig, version: str, alias: str | None = None) -> None:
-    """Point `models:/<registered_model>@<alias>` (default: the champion alias) at `version`."""
-    from mlflow import MlflowClient
-
-    setup_mlflow(cfg.mlflow)
-    MlflowClient().set_registered_model_alias(
-        cfg.mlflow.registered_model, alias or cfg.mlflow.champion_alias, str(version)
-    )
-
-
-def log_metrics_to_run(cfg: DapConfig, run_id: str, metrics: dict[str, Any], step: int | None = None) -> None:
-    """Log numeric `metrics` onto an existing run (e.g. `web_test/abs_rel`)."""
-    from mlflow import MlflowClient
-
-    setup_mlflow(cfg.mlflow)
-    client = MlflowClient()
-    import time
-
-    ts = int(time.time() * 1000)
-    from mlflow.entities import Metric
-
-    client.log_batch(
-        run_id,
-        metrics=[Metric(k, float(v), ts, step or 0) for k, v in metrics.items() if np.isfinite(float(v))],
-    )

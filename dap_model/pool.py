@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 from collections import Counter
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator
 
 import numpy as np
@@ -19,7 +19,8 @@ import pandas as pd
 import pandera.pandas as pa
 
 from dap_model import layout
-from dap_model.data.shards import Sample, iter_shard
+from dap_model.data.samples import decode_raw
+from dap_model.data.shards import Sample, iter_shard, read_raw
 from dap_model.errors import InputError
 
 SOURCES = ("web", "synth")
@@ -195,3 +196,41 @@ def iter_pool(store, manifest: pd.DataFrame | None = None) -> Iterator[tuple[dic
         missing = set(rows) - seen
         if missing:
             raise InputError(f"{store.uri(shard)}: pool keys missing from the shard: {sorted(missing)[:5]}")
+
+
+POOL_COLUMNS = ("key", "shard", "domain", "source")  # what pseudo-labelling needs of the pool manifest
+
+
+def read_pool_manifest(store) -> pd.DataFrame:
+    """The pool manifest as pseudo-labelling reads it: the POOL_COLUMNS present, at least one row."""
+    if not store.exists(layout.POOL_MANIFEST):
+        raise InputError(f"{store.uri(layout.POOL_MANIFEST)}: no pool manifest (materialise unlabeled_pool first)")
+    df = pd.read_parquet(store.fetch(layout.POOL_MANIFEST))
+    missing = [c for c in POOL_COLUMNS if c not in df.columns]
+    if missing:
+        raise InputError(f"{store.uri(layout.POOL_MANIFEST)}: missing columns {missing}")
+    if df.empty:
+        raise InputError(f"{store.uri(layout.POOL_MANIFEST)}: the pool is empty")
+    return df
+
+
+def _pool_shard_key(store, shard: str) -> str:
+    for key in (shard, layout.join(layout.POOL, shard)):
+        if store.exists(key):
+            return key
+    raise InputError(f"pool shard {shard!r}: not found in {store.uri('')}")
+
+
+def iter_pool_samples(store, manifest: pd.DataFrame) -> Iterator[tuple[dict, np.ndarray]]:
+    """(manifest row, rgb [H,W,3] uint8) for every pool sample, in manifest shard order."""
+    for shard, rows in manifest.groupby("shard", sort=True):
+        key = _pool_shard_key(store, str(shard))
+        wanted = {r["key"]: r for r in rows.to_dict("records")}
+        found = 0
+        for k, parts in read_raw(Path(store.fetch(key))):
+            if k in wanted:
+                rgb, _, _ = decode_raw(k, parts, key)
+                found += 1
+                yield wanted[k], rgb
+        if found != len(wanted):
+            raise InputError(f"{store.uri(key)}: {len(wanted) - found} manifest keys are missing from the shard")
