@@ -42,7 +42,7 @@ def write_mp4(path: Path, frames: list[np.ndarray], fps: float = 4.0) -> Path:
 # ---------------------------------------------------------------- layouts from a mono ERP
 
 def compose(erp: np.ndarray, layout: str, size: tuple[int, int], disparity: int = 3) -> np.ndarray:
-    """An RGB frame of `size`=(w,h) holding `erp` [h,2h,3] as `layout`: mono, tb, sbs, flat, vr180."""
+    """An RGB frame of `size`=(w,h) holding `erp` [h,2h,3] as `layout`: mono, tb, sbs, flat, letterbox, vr180."""
     w, h = size
     other = np.roll(erp, disparity, axis=1)  # the second eye: a small horizontal disparity
     if layout == "mono":
@@ -54,6 +54,10 @@ def compose(erp: np.ndarray, layout: str, size: tuple[int, int], disparity: int 
     eh, ew = erp.shape[:2]
     if layout == "flat":  # a 100° window of the panorama: an ordinary video's field of view
         return cv2.resize(erp[eh // 5 : 4 * eh // 5, ew // 4 : ew // 4 + ew * 100 // 360], (w, h), interpolation=cv2.INTER_AREA)
+    if layout == "letterbox":  # the 2:1 picture centred between black bars
+        pic = cv2.resize(erp, (w, w // 2), interpolation=cv2.INTER_AREA)
+        bar = np.zeros(((h - w // 2) // 2, w, 3), np.uint8)
+        return np.concatenate([bar, pic, np.zeros((h - w // 2 - len(bar), w, 3), np.uint8)], 0)
     if layout == "vr180":  # the front hemisphere of each eye, side by side
         front = [e[:, ew // 4 : 3 * ew // 4] for e in (erp, other)]
         return np.concatenate([cv2.resize(e, (w // 2, h), interpolation=cv2.INTER_AREA) for e in front], 1)

@@ -114,7 +114,7 @@ def detect_layout(
     if h < 8 or w < 8:
         return Layout(NOT_PANORAMIC, False, f"frame {w}x{h} is too small")
     ar = w / h
-    tw = 256
+    tw = 256 if ar >= 3 else 128
     small = cv2.resize(frame, (tw, max(8, int(round(tw / ar)))), interpolation=cv2.INTER_AREA).astype(np.float32)
     sh, sw = small.shape[:2]
 
