@@ -265,3 +265,12 @@ def test_the_three_pipeline_jobs_partition_the_asset_graph():
     assert set().union(*selected) == KEYS
     assert sum(len(s) for s in selected) == len(KEYS)
     assert selected[0] == set(INGEST_KEYS) and selected[1] == set(WEB_VIDEO_KEYS)
+
+
+def test_the_instance_limits_retraining_runs_by_a_tag_the_job_sets():
+    import yaml
+
+    instance = yaml.safe_load((ROOT / "infra" / "dagster.yaml").read_text())
+    (limit,) = instance["concurrency"]["runs"]["tag_concurrency_limits"]
+    assert retrain_job.tags.get(limit["key"]) == limit["value"] and limit["limit"] == 1
+    assert ingest_job.tags.get(limit["key"]) != limit["value"]

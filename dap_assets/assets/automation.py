@@ -23,18 +23,23 @@ ingest_selection = AssetSelection.assets(*INGEST_KEYS)
 web_video_selection = AssetSelection.assets(*WEB_VIDEO_KEYS)
 retrain_selection = AssetSelection.all() - ingest_selection - web_video_selection
 
-_tags = run_retry_tags()
+JOB_TAG = "dap.job"  # every run carries its job's name: the instance limits weekly_retrain runs to one at a time
+
+
+def _tags(name: str) -> dict[str, str]:
+    return {**run_retry_tags(), JOB_TAG: name}
+
 
 ingest_job = define_asset_job(
-    "ingest", selection=ingest_selection, tags=_tags, executor_def=executor_def(),
+    "ingest", selection=ingest_selection, tags=_tags("ingest"), executor_def=executor_def(),
     description="Labelled panoramas, the web-video manifest and indoor synthesis.",
 )
 web_video_job = define_asset_job(
-    "web_video_ingest", selection=web_video_selection, tags=_tags, executor_def=executor_def(),
+    "web_video_ingest", selection=web_video_selection, tags=_tags("web_video_ingest"), executor_def=executor_def(),
     description="One web video (a `web_videos` partition): download, layout, horizon check, frames.",
 )
 retrain_job = define_asset_job(
-    "weekly_retrain", selection=retrain_selection, tags=_tags, executor_def=executor_def(),
+    "weekly_retrain", selection=retrain_selection, tags=_tags("weekly_retrain"), executor_def=executor_def(),
     description="Tags and pool, the three trainings with curation, distillation labels and the benchmark report.",
 )
 
