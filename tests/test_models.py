@@ -201,9 +201,11 @@ def test_shared_decoder_and_no_latitude_variants_run():
         assert model(torch.rand(1, 3, 32, 64))["depth"].shape == (1, 1, 32, 64)
 
 
-@pytest.mark.parametrize("backbone,overrides", [("vit_test_dinov3", {}), ("hf_dinov3_vits16", HF_DINOV3_TINY)])
+@pytest.mark.parametrize("backbone,overrides", [("vit_test_dinov3", {}), ("hf_dinov3_vits16", HF_DINOV3_TINY),
+                                                ("resnet_test", {})])
 def test_save_and_load_round_trip(tmp_path, backbone, overrides):
-    cfg = tiny_cfg(backbone=backbone, backbone_overrides=overrides)
+    cfg = tiny_cfg(backbone=backbone, backbone_overrides=overrides,
+                   taps=[1, 2, 3, 4] if backbone.startswith("resnet") else [0, 1, 2, 3])
     model = build_model(cfg).eval()
     x = torch.rand(1, 3, 32, 64)
     file = save_model(model, tmp_path / "ckpt", cfg)
@@ -214,6 +216,60 @@ def test_save_and_load_round_trip(tmp_path, backbone, overrides):
     assert torch.equal(again(x)["depth"], model(x)["depth"])
     named = save_model(model, tmp_path / "x" / "m.safetensors")
     assert torch.equal(load_model(named)(x)["mask_logits"], model(x)["mask_logits"])
+
+
+# ---------------------------------------------------------------- convolutional encoders
+
+
+def conv_cfg(**kw) -> ModelConfig:
+    return tiny_cfg(backbone="resnet_test", taps=[1, 2, 3, 4], **kw)
+
+
+@pytest.mark.parametrize("name,taps", [("resnet_test", [1, 2, 3, 4]), ("convnext_atto", [0, 1, 2, 3])])
+def test_conv_backbone_taps_are_a_stride_pyramid(name, taps):
+    bb = build_backbone(name, taps=taps).eval()
+    assert bb.strides == [4, 8, 16, 32] and bb.patch_size == 32
+    with torch.no_grad():
+        feats = bb(torch.rand(1, 3, 64, 128))
+    assert [tuple(f.shape) for f in feats] == [(1, c, 64 // s, 128 // s) for c, s in zip(bb.out_channels, bb.strides)]
+    assert bb.arch()["kind"] == "timm_conv" and bb.arch()["circular"] is True
+    with pytest.raises(ConfigError, match="outside"):
+        build_backbone(name, taps=[0, 1, 2, 9])
+
+
+def test_conv_model_shapes_and_decoder_pyramid():
+    model = build_model(conv_cfg())
+    assert all(isinstance(m, torch.nn.Identity) for m in model.depth_decoder.resize)  # no ViT resampling
+    vit = build_model(tiny_cfg())
+    assert [type(m).__name__ for m in vit.depth_decoder.resize] == ["ConvTranspose2d", "ConvTranspose2d",
+                                                                    "Identity", "ErpConv2d"]
+    out = model(torch.rand(2, 3, 64, 128))
+    assert out["depth"].shape == (2, 1, 64, 128) and out["mask_logits"].shape == (2, 1, 64, 128)
+    assert model(torch.rand(1, 3, 40, 88))["depth"].shape == (1, 1, 40, 88)  # rounded to 32 inside
+    with pytest.raises(ValueError, match="cannot resample"):
+        DptDecoder([8, 8, 8, 8], [8, 8, 8, 8], 8, strides=[3, 8, 16, 32])
+
+
+@pytest.mark.parametrize("circular", [True, False])
+def test_conv_model_is_seam_equivariant_only_with_circular_padding(circular):
+    torch.manual_seed(0)
+    model = build_model(conv_cfg(circular_padding=circular)).eval()
+    x = torch.rand(1, 3, 64, 128)
+    with torch.no_grad():
+        out = model(x)["depth"]
+        rolled = model(torch.roll(x, 64, -1))["depth"]  # W/2 = 2 columns of the stride-32 map
+    same = torch.allclose(rolled, torch.roll(out, 64, -1), rtol=1e-4, atol=1e-5)
+    assert same == circular
+
+
+def test_conv_model_gradients_reach_every_parameter():
+    torch.manual_seed(0)
+    # timm zero-initialises each residual block's last norm (its branch gets no gradient at step 0)
+    model = build_model(conv_cfg(backbone_overrides={"zero_init_last": False})).train()
+    out = model(torch.rand(2, 3, 64, 128))
+    (out["depth"].mean() + out["mask_logits"].mean()).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
 
 
 def test_load_model_rejects_foreign_files(tmp_path):

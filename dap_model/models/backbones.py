@@ -1,13 +1,19 @@
-"""ViT backbones behind one registry + factory (timm `create_model` style).
+"""Backbones behind one registry + factory (timm `create_model` style).
 
 A backbone maps an ImageNet-normalised image `[B,3,H,W]` (H, W multiples of `patch_size`) to one
-feature map per tap, `[B,C,H/p,W/p]`, taken after the transformer block with that 0-based index
-(prefix tokens — class and register tokens — dropped). Two implementations:
+feature map per tap, `[B,out_channels[i],H/strides[i],W/strides[i]]`. A ViT's taps are transformer
+blocks (0-based, prefix tokens — class and register tokens — dropped), all at stride `patch_size`;
+a convolutional encoder's taps are its feature levels (strides 4/8/16/32). Three implementations:
 
 - `TimmViT`: any timm ViT/EVA (`vit_*_patch16_dinov3`, ...) with `dynamic_img_size=True`, so
   non-square ERP inputs (H×2H) work: DINOv3 uses RoPE, learned position tables are interpolated.
 - `HfViT`: transformers' `DINOv3ViTModel` / `Dinov2Model` from a config, taps read from
   `output_hidden_states` (Dinov2 interpolates its position table to any grid).
+- `TimmConv`: a timm convolutional encoder (`resnet18`, `convnext_atto`, ...) with
+  `features_only=True`; every padded conv and pool wraps the ±180° seam (circular columns, zero
+  rows at the poles), so rolling the input by a multiple of the deepest stride rolls every feature
+  map. `patch_size` is the deepest tap's stride (inputs are rounded to its multiples). Small
+  encoders learn from scratch on CPU, which the ViTs do not.
 
 Weights: `pretrained=""` → random init; a local file (`.safetensors`, or a `.pth/.bin` state dict
 read with `weights_only=True`) or HF folder → those weights; anything else is taken as a hub id and
@@ -40,12 +46,21 @@ __all__ = [
 
 
 class Backbone(nn.Module):
-    """Common interface: `forward(x[B,3,H,W]) -> list[Tensor[B,embed_dim,H/p,W/p]]`, one per tap."""
+    """Common interface: `forward(x[B,3,H,W]) -> list[Tensor[B,out_channels[i],H/strides[i],W/strides[i]]]`,
+    one per tap. ViTs: `out_channels` = embed_dim and `strides` = patch_size for every tap."""
 
-    embed_dim: int
-    patch_size: int
+    embed_dim: int  # width of the last tap
+    patch_size: int  # inputs are multiples of it
     num_layers: int
     taps: list[int]
+
+    @property
+    def out_channels(self) -> list[int]:
+        return [self.embed_dim] * len(self.taps)
+
+    @property
+    def strides(self) -> list[int]:
+        return [self.patch_size] * len(self.taps)
 
     def arch(self) -> dict[str, Any]:
         """JSON-serialisable description that rebuilds this architecture without weights."""
@@ -158,6 +173,101 @@ class TimmViT(Backbone):
         self.vit.set_grad_checkpointing(enable)
 
 
+class _SeamPad(nn.Module):
+    """A conv or pool whose horizontal padding wraps the ERP seam; its own padding stays on rows only."""
+
+    def __init__(self, layer: nn.Module, pad_w: int):
+        super().__init__()
+        self.layer = layer
+        self.pad_w = pad_w
+
+    def forward(self, x: Tensor) -> Tensor:
+        import torch.nn.functional as F
+
+        return self.layer(F.pad(x, (self.pad_w, self.pad_w, 0, 0), mode="circular"))  # [B,C,H,W+2p] → layer
+
+
+def _pair(v) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def wrap_seam(module: nn.Module, name: str) -> int:
+    """Make every padded `Conv2d`/`MaxPool2d`/`AvgPool2d` inside `module` pad columns circularly
+    (in place). Returns how many layers were wrapped; raises ConfigError for a padded layer it
+    cannot wrap (dynamic 'same' padding, non-zero padding modes)."""
+    wrapped = 0
+    for child_name, child in list(module.named_children()):
+        if isinstance(child, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+            pad = child.padding
+            if isinstance(pad, str) or (isinstance(child, nn.Conv2d) and child.padding_mode != "zeros") \
+                    or type(child) not in (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d):
+                if pad not in (0, (0, 0), "valid") or type(child).__name__.endswith("Same"):
+                    raise ConfigError(f"model.backbone {name!r}: layer {child_name} ({type(child).__name__}, "
+                                      f"padding {pad!r}) cannot wrap the ERP seam")
+                continue
+            ph, pw = _pair(pad)
+            if pw:
+                child.padding = (ph, 0)
+                setattr(module, child_name, _SeamPad(child, pw))
+                wrapped += 1
+        else:
+            wrapped += wrap_seam(child, name)
+    return wrapped
+
+
+class TimmConv(Backbone):
+    """timm convolutional encoder, `features_only=True`; taps = feature-level indices (e.g.
+    resnet: 0..4 at strides 2..32, convnext: 0..3 at strides 4..32). `tap_norm` does not apply."""
+
+    def __init__(self, model_name: str, taps: list[int], kwargs: dict[str, Any], pretrained: str = "",
+                 circular: bool = True):
+        super().__init__()
+        timm = import_timm()
+        self._model_name, self._kwargs = model_name, dict(kwargs)
+        kw = {"features_only": True, **kwargs}
+        try:
+            if not pretrained:
+                self.net = timm.create_model(model_name, pretrained=False, **kw)
+            else:
+                key = "file" if Path(pretrained).exists() else "hf_hub_id"
+                self.net = timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay={key: pretrained}, **kw)
+        except ConfigError:
+            raise
+        except Exception as err:
+            raise ConfigError(f"model.backbone {model_name!r} (pretrained {pretrained!r}, {kwargs}): "
+                              f"{type(err).__name__}: {err}") from err
+        info = self.net.feature_info
+        self.num_layers = len(info)
+        self.taps = _check_taps(taps, self.num_layers, model_name)
+        self._channels = [int(info.channels()[t]) for t in self.taps]
+        self._strides = [int(info.reduction()[t]) for t in self.taps]
+        self.embed_dim = self._channels[-1]
+        self.patch_size = max(self._strides)
+        self.circular = circular
+        if circular:
+            wrap_seam(self.net, model_name)
+
+    @property
+    def out_channels(self) -> list[int]:
+        return list(self._channels)
+
+    @property
+    def strides(self) -> list[int]:
+        return list(self._strides)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        # x: [B,3,H,W] → per tap [B,C_i,H/s_i,W/s_i]
+        feats = self.net(x)
+        return [feats[t] for t in self.taps]
+
+    def arch(self) -> dict[str, Any]:
+        return {"kind": "timm_conv", "model_name": self._model_name, "kwargs": self._kwargs,
+                "circular": self.circular}
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.net.set_grad_checkpointing(enable)
+
+
 def _hf_classes(family: str):
     ensure_torchvision_importable()
     if family == "dinov3":
@@ -253,18 +363,20 @@ def build_backbone(
     overrides: dict[str, Any] | None = None,
     tap_norm: bool = True,
     arch: dict[str, Any] | None = None,
+    circular: bool = True,
 ) -> Backbone:
     """Factory. `overrides` update the registered architecture (timm kwargs / HF config fields);
-    `arch` (from `Backbone.arch()`, stored in checkpoints) rebuilds an exact architecture."""
+    `arch` (from `Backbone.arch()`, stored in checkpoints) rebuilds an exact architecture;
+    `circular`: convolutional encoders wrap the ERP seam (ViTs have no padding to wrap)."""
     if name not in _REGISTRY:
         raise ConfigError(f"model.backbone {name!r} unknown; available: {', '.join(available_backbones())}")
     spec = _REGISTRY[name]
     params = {**copy.deepcopy(spec.defaults), **(overrides or {})}
-    return spec.builder(params, taps=taps, pretrained=pretrained, tap_norm=tap_norm, arch=arch)
+    return spec.builder(params, taps=taps, pretrained=pretrained, tap_norm=tap_norm, arch=arch, circular=circular)
 
 
 def _timm_builder(model_name: str):
-    def build(params, *, taps, pretrained, tap_norm, arch):
+    def build(params, *, taps, pretrained, tap_norm, arch, circular):
         if arch is not None:
             params = {k: v for k, v in arch["kwargs"].items()}
         return TimmViT(model_name, taps, params, pretrained=pretrained, tap_norm=tap_norm)
@@ -272,8 +384,17 @@ def _timm_builder(model_name: str):
     return build
 
 
+def _timm_conv_builder(model_name: str):
+    def build(params, *, taps, pretrained, tap_norm, arch, circular):
+        if arch is not None:
+            return TimmConv(model_name, taps, dict(arch["kwargs"]), circular=arch["circular"])
+        return TimmConv(model_name, taps, params, pretrained=pretrained, circular=circular)
+
+    return build
+
+
 def _hf_builder(family: str):
-    def build(params, *, taps, pretrained, tap_norm, arch):
+    def build(params, *, taps, pretrained, tap_norm, arch, circular):
         if arch is not None:
             config = {k: v for k, v in arch["config"].items() if k not in ("transformers_version",)}
             return HfViT(family, taps, config, pretrained="", tap_norm=tap_norm)
@@ -314,4 +435,18 @@ register_backbone(
 register_backbone(
     "hf_dinov2_vitl14", _hf_builder("dinov2"), "transformers Dinov2Model, ViT-L/14",
     hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, patch_size=14, image_size=518,
+)
+# timm convolutional encoders (random init unless model.pretrained): from-scratch CPU training.
+# backbone_overrides take timm kwargs; model.circular_padding decides the seam padding.
+for _name, _desc in (
+    ("resnet18", "timm ResNet-18, 11M params, taps 1-4 at strides 4/8/16/32"),
+    ("resnet26d", "timm ResNet-26-D (deep stem, avg-pool downsampling), taps 1-4"),
+    ("convnext_atto", "timm ConvNeXt-atto, 3.4M params, taps 0-3 at strides 4/8/16/32"),
+    ("efficientnet_b0", "timm EfficientNet-B0, taps 1-4 at strides 4/8/16/32"),
+):
+    register_backbone(_name, _timm_conv_builder(_name), _desc)
+register_backbone(
+    "resnet_test", _timm_conv_builder("resnet18"),
+    "timm ResNet-18 shrunk to one block per stage, widths 8/16/32/64 (unit tests)",
+    layers=[1, 1, 1, 1], channels=[8, 16, 32, 64], stem_width=8,
 )

@@ -1,4 +1,5 @@
-"""The DAP network: ViT backbone → two distortion-aware DPT heads (metric depth, range masks).
+"""The DAP network: backbone (ViT or convolutional encoder, `backbones`) → two distortion-aware
+DPT heads (metric depth, range masks).
 
 `forward(rgb[B,3,H,W] in [0,1])`:
 - ImageNet normalisation inside the model (docs/architecture.md#conventions);
@@ -47,7 +48,8 @@ class DapModel(nn.Module):
         )
 
         def decoder() -> DptDecoder:
-            return DptDecoder(backbone.embed_dim, list(cfg.decoder_channels), cfg.decoder_features, **dec_kw)
+            return DptDecoder(backbone.out_channels, list(cfg.decoder_channels), cfg.decoder_features,
+                              strides=backbone.strides, **dec_kw)
 
         self.depth_decoder = decoder()
         self.mask_decoder = None if cfg.shared_decoder else decoder()
@@ -83,8 +85,8 @@ class DapModel(nn.Module):
         x = (rgb - self.mean) / self.std  # [B,3,H,W]
         bh, bw = self.backbone_size(h, w)
         x = wrap_resize(x, (bh, bw), self.cfg.circular_padding)  # [B,3,bh,bw]
-        feats = self.backbone(x)  # 4 × [B,E,bh/p,bw/p]
-        fused = self.depth_decoder(feats)  # [B,F,8bh/p,8bw/p]
+        feats = self.backbone(x)  # 4 × [B,C_i,bh/s_i,bw/s_i] (ViT: s_i = p)
+        fused = self.depth_decoder(feats)  # [B,F,·,·] (ViT: 8bh/p × 8bw/p; conv 4..32: bh/2 × bw/2)
         depth_norm = torch.sigmoid(self.depth_head(fused, (h, w)))  # [B,1,H,W]
         mfused = fused if self.mask_decoder is None else self.mask_decoder(feats)
         mask_logits = self.mask_head(mfused, (h, w))  # [B,K,H,W]
@@ -127,6 +129,7 @@ def build_model(cfg: ModelConfig, backbone_arch: dict[str, Any] | None = None) -
         overrides=cfg.backbone_overrides,
         tap_norm=cfg.tap_norm,
         arch=backbone_arch,
+        circular=cfg.circular_padding,
     )
     return DapModel(cfg, backbone)
 

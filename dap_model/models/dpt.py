@@ -1,8 +1,10 @@
 """Distortion-aware DPT decoder (Depth-Anything-v2 layout) for equirectangular feature maps.
 
-Reassemble (per tap: 1×1 projection, resize ×4/×2/×1/×½) → 3×3 conv to `features` → four
-fusion blocks (residual conv units, ×2 upsampling) → head (3×3 conv, resize to the output size,
-3×3 conv, ReLU, 1×1 conv). ERP awareness:
+Reassemble (per tap: 1×1 projection, resample to strides s/4, s/2, s, 2s of the input, s = the
+third tap's stride) → 3×3 conv to `features` → four fusion blocks (residual conv units, ×2
+upsampling) → head (3×3 conv, resize to the output size, 3×3 conv, ReLU, 1×1 conv). The resample
+follows the taps' strides: a ViT's four taps at one stride p are resized ×4/×2/×1/×½ (DPT); a
+convolutional encoder's taps at strides 4/8/16/32 already form the pyramid (×1 each). ERP awareness:
 - every spatial conv pads the ±180° seam circularly (left/right columns wrap) and the poles by
   replication (or zeros), and every bilinear resize wraps horizontally, so a yaw roll of the
   input by a whole number of feature columns rolls the output exactly;
@@ -131,34 +133,53 @@ class FusionBlock(nn.Module):
         return self.out_conv(x)
 
 
+def _resample(factor: float, c: int, conv_kw: dict) -> nn.Module:
+    """The reassemble resample of one tap by `factor` (×4, ×2, ×1, ×½)."""
+    if factor == 4:
+        return nn.ConvTranspose2d(c, c, 4, stride=4)
+    if factor == 2:
+        return nn.ConvTranspose2d(c, c, 2, stride=2)
+    if factor == 1:
+        return nn.Identity()
+    if factor == 0.5:
+        return ErpConv2d(c, c, 3, stride=2, **conv_kw)
+    raise ValueError(f"DPT reassemble: cannot resample a tap by ×{factor:g} (taps' strides must be "
+                     "all equal, or double from tap to tap)")
+
+
 class DptDecoder(nn.Module):
-    """Four tap maps [B,embed,gh,gw] → fused features [B,features,8gh,8gw]."""
+    """Four tap maps [B,C_i,H/s_i,W/s_i] → fused features [B,features,2·h1,2·w1], (h1, w1) the
+    first reassembled map (at stride s_3/4): stride p/8 for a ViT of patch p ([B,F,8gh,8gw]),
+    stride 2 for a convolutional encoder with taps at 4/8/16/32.
+
+    `in_channels`: one width for all taps (ViT embed dim) or one per tap; `strides`: each tap's
+    stride (None = all equal, the ViT case)."""
 
     def __init__(
         self,
-        embed_dim: int,
+        in_channels: int | list[int],
         channels: list[int],
         features: int,
         circular: bool = True,
         vertical: str = "replicate",
         latitude: str = "concat",
+        strides: list[int] | None = None,
     ):
         super().__init__()
         if len(channels) != 4:
             raise ValueError(f"DPT needs 4 reassemble widths, got {channels}")
+        ins = [in_channels] * 4 if isinstance(in_channels, int) else list(in_channels)
+        strides = list(strides) if strides is not None else [1] * 4
+        if len(ins) != 4 or len(strides) != 4:
+            raise ValueError(f"DPT needs 4 taps, got widths {ins} and strides {strides}")
         conv_kw = {"circular": circular, "vertical": vertical}
         self.circular = circular
         self.lat_concat = "concat" in latitude
         extra = 2 if self.lat_concat else 0
-        self.project = nn.ModuleList(nn.Conv2d(embed_dim, c, 1) for c in channels)
-        self.resize = nn.ModuleList(
-            [
-                nn.ConvTranspose2d(channels[0], channels[0], 4, stride=4),  # ×4
-                nn.ConvTranspose2d(channels[1], channels[1], 2, stride=2),  # ×2
-                nn.Identity(),  # ×1
-                ErpConv2d(channels[3], channels[3], 3, stride=2, **conv_kw),  # ×½
-            ]
-        )
+        self.project = nn.ModuleList(nn.Conv2d(cin, c, 1) for cin, c in zip(ins, channels))
+        # target stride of tap i: s_2 · 2^(i-2) — ViT (all p): ×4/×2/×1/×½; conv 4/8/16/32: ×1 each
+        factors = [strides[i] / (strides[2] * 2.0 ** (i - 2)) for i in range(4)]
+        self.resize = nn.ModuleList(_resample(f, c, conv_kw) for f, c in zip(factors, channels))
         self.layer_rn = nn.ModuleList(
             ErpConv2d(c + extra, features, 3, bias=False, **conv_kw) for c in channels
         )
@@ -168,19 +189,19 @@ class DptDecoder(nn.Module):
         )
 
     def forward(self, feats: list[Tensor]) -> Tensor:
-        # feats: 4 × [B,E,gh,gw]
-        gh, gw = feats[0].shape[-2:]
+        # feats: 4 × [B,C_i,H/s_i,W/s_i] (ViT: 4 × [B,E,gh,gw])
         layers = []
         for f, proj, rs, rn in zip(feats, self.project, self.resize, self.layer_rn):
-            x = rs(proj(f))  # [B,c_i,s·gh,s·gw], s ∈ {4,2,1,½}
+            x = rs(proj(f))  # [B,c_i,·,·] at strides s/4, s/2, s, 2s (ViT: 4gh, 2gh, gh, gh/2 rows)
             if self.lat_concat:
                 x = torch.cat([x, latitude_channels(*x.shape[-2:], x).expand(x.shape[0], -1, -1, -1)], 1)
             layers.append(rn(x))  # [B,F,·,·]
         l1, l2, l3, l4 = layers
-        p = self.fusion[3](l4, None, l3.shape[-2:])  # [B,F,gh,gw]
-        p = self.fusion[2](p, l3, l2.shape[-2:])  # [B,F,2gh,2gw]
-        p = self.fusion[1](p, l2, l1.shape[-2:])  # [B,F,4gh,4gw]
-        return self.fusion[0](p, l1, (8 * gh, 8 * gw))  # [B,F,8gh,8gw]
+        h1, w1 = l1.shape[-2:]
+        p = self.fusion[3](l4, None, l3.shape[-2:])  # [B,F,h1/4,w1/4]
+        p = self.fusion[2](p, l3, l2.shape[-2:])  # [B,F,h1/2,w1/2]
+        p = self.fusion[1](p, l2, (h1, w1))  # [B,F,h1,w1]
+        return self.fusion[0](p, l1, (2 * h1, 2 * w1))  # [B,F,2h1,2w1]
 
 
 class DptHead(nn.Module):
