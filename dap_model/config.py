@@ -11,6 +11,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -613,6 +614,25 @@ def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+class _YamlLoader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false are booleans, so `domain_scale: off` stays the string
+    "off" (YAML 1.1 reads on/off/yes/no as booleans)."""
+
+
+_YamlLoader.yaml_implicit_resolvers = {
+    first: [r for r in resolvers if r[0] != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def load_yaml(text: str) -> Any:
+    """A profile or an override value (YAML, with YAML 1.2 booleans)."""
+    return yaml.load(text, Loader=_YamlLoader)
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """`"train.steps=10"` → `("train.steps", 10)`; the value is parsed as YAML."""
     if "=" not in text:
@@ -621,7 +641,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     key = key.strip()
     if not key:
         raise ConfigError(f"config override {text!r}: empty key")
-    return key, yaml.safe_load(raw) if raw.strip() else ""
+    return key, load_yaml(raw) if raw.strip() else ""
 
 
 def _format_validation_error(err: ValidationError) -> str:
@@ -643,7 +663,7 @@ def load_config(
         raise ConfigError(
             f"unknown profile {profile!r}; available: {', '.join(available_profiles())}"
         )
-    tree = yaml.safe_load(path.read_text()) or {}
+    tree = load_yaml(path.read_text()) or {}
     tree["profile"] = profile
     pairs: list[tuple[str, Any]]
     if overrides is None:

@@ -81,3 +81,10 @@ def test_no_code_branches_on_a_profile_name():
         if pattern.search(line)
     ]
     assert offenders == []
+
+
+def test_on_off_yes_no_stay_strings_and_booleans_still_parse():
+    cfg = load_config("test", ["curation.domain_scale=off", "distill.enabled=true"])
+    assert cfg.curation.domain_scale == "off" and cfg.distill.enabled is True
+    assert load_config("test", ["distill.enabled=false"]).distill.enabled is False
+    assert load_config("test", ["distill.enabled=on"]).distill.enabled is True  # pydantic reads "on"
