@@ -125,29 +125,22 @@ def detect_layout(
     if bars == "cols":
         return Layout(LETTERBOXED, False, f"black bars at left and right ({w}x{h}): not a full panorama")
     # Black rows at the top and bottom are letterboxing, or the black pole caps of an ERP whose rig
-    # saw nothing there: a 2:1 frame or a stereo pair is judged as such, anything else is letterboxed.
-    def halves(axis: int) -> tuple[np.ndarray, np.ndarray, float]:
-        if axis == 0:
-            a, b = small[: sh // 2], small[sh // 2 : 2 * (sh // 2)]
-        else:
-            lit = np.flatnonzero(small.max(axis=(1, 2)) >= 20.0)  # rows that are not black bars
-            core = small[lit[0] : lit[-1] + 1] if bars and lit.size >= 8 else small
-            a, b = core[:, : sw // 2], core[:, sw // 2 : 2 * (sw // 2)]
-        return a, b, halves_similarity(a, b)
-
-    top, _, sim_tb = halves(0)
-    left, _, sim_sbs = halves(1)
+    # saw nothing there: stereo halves and 2:1 frames are judged as such, the rest below.
+    lit = np.flatnonzero(small.max(axis=(1, 2)) >= 20.0)  # rows that are not black
+    core = small[lit[0] : lit[-1] + 1] if bars and lit.size >= 8 else small  # [h',sw,3]
+    top = small[: sh // 2]
+    sim_tb = halves_similarity(top, small[sh // 2 : 2 * (sh // 2)])
+    left = core[:, : sw // 2]
+    sim_sbs = halves_similarity(left, core[:, sw // 2 : 2 * (sw // 2)])
     if sim_tb >= min_similarity and _continuous(top, seam_tolerance)[0]:
         return Layout(STEREO_TB, True, "", sim_tb)
     if sim_sbs >= min_similarity:
-        if _continuous(left, seam_tolerance)[0] and not near(2.0) or near(4.0):
+        if near(4.0) or (not near(2.0) and _continuous(left, seam_tolerance)[0]):
             return Layout(STEREO_SBS, True, "", sim_sbs)
         if near(2.0):
             # Two similar halves are also what a 360° ERP of a symmetric room looks like; a VR180
-            # pair differs in that its halves do not join up in the middle, a 360° side-by-side
-            # pair in that each half is itself a full turn.
-            grey = small.mean(axis=2)
-            mid = seam_ratio(np.roll(grey, sw // 2, axis=1))
+            # pair differs in that its halves do not join up in the middle.
+            mid = seam_ratio(np.roll(small.mean(axis=2), sw // 2, axis=1))
             if mid > seam_tolerance:
                 return Layout(
                     VR180_SBS, False,
@@ -159,14 +152,11 @@ def detect_layout(
     if near(1.0) and _fisheye_corners(small):
         return Layout(FISHEYE, False, "circular fisheye image (black corners): not an ERP", sim_tb)
     ok, ratio = _continuous(small, seam_tolerance)
-    if bars:
-        lit = np.flatnonzero(small.max(axis=(1, 2)) >= 20.0)
-        core_ar = sw / max(1, lit[-1] - lit[0] + 1) if lit.size else 0.0
-        if not ok or abs(core_ar / 2.0 - 1.0) <= 4 * aspect_tolerance:
-            return Layout(LETTERBOXED, False, f"black bars at top and bottom ({w}x{h}): not a full panorama")
-        # else: the black pole caps of an anamorphic ERP
+    if bars and (not ok or abs(sw / core.shape[0] / 2.0 - 1.0) <= 4 * aspect_tolerance):
+        # a picture between the bars that is not a full turn, or a 2:1 ERP letterboxed into another aspect
+        return Layout(LETTERBOXED, False, f"black bars at top and bottom ({w}x{h}): not a full panorama")
     if ok:
-        return Layout(MONO, True, "", sim_sbs)  # anamorphic mono ERP
+        return Layout(MONO, True, "", sim_sbs)  # a mono ERP stored anamorphically (black pole caps allowed)
     return Layout(
         NOT_PANORAMIC, False,
         f"aspect {ar:.2f}:1 ({w}x{h}): no stereo halves (NCC {max(sim_tb, sim_sbs):.2f}) and the left and right "
