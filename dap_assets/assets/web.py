@@ -108,6 +108,7 @@ def web_frames(context: AssetExecutionContext, dap: DapConfigResource, storage: 
     return MaterializeResult(data_version=DataVersion(store_hash(storage.store(), layout.web_frames(vid))), metadata={
         "sampled": summary["sampled"], "accepted": summary["accepted"], "rejected": summary["rejected"],
         "by_reason": MetadataValue.json(summary["by_reason"]), "layouts": MetadataValue.json(summary["layouts"]),
+        "layout_sources": MetadataValue.json(summary.get("layout_sources", {})),
         "shards": len(summary["shards"]), "cached": summary["cached"],
         "median_tilt_deg": float(df.loc[df["accepted"], "tilt_deg"].median()) if summary["accepted"] else float("nan"),
     })
