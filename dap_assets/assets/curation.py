@@ -13,7 +13,7 @@ from dagster import (
     asset,
 )
 
-from dap_assets.resources import DapConfigResource, MlflowResource, StorageResource, pipeline_run_id
+from dap_assets.resources import DapConfigResource, MlflowResource, StorageResource, pipeline_run_id, show_progress
 from dap_model.training.checkpoint import safetensors_digest
 from dap_model import layout
 from dap_model.training.curation import run_curation, run_discriminator
@@ -24,7 +24,7 @@ from dap_model.training.stages import store_version
 
 def _pseudo(context, dap, storage, stage: str, prefix: str) -> MaterializeResult:
     cfg, store = dap.get(), storage.store()
-    manifest = pseudo_label_pool(cfg, store, store.fetch(model_key(stage)), prefix, stage, progress=False)
+    manifest = pseudo_label_pool(cfg, store, store.fetch(model_key(stage)), prefix, stage, progress=show_progress())
     counts = manifest.groupby(["domain", "source"]).size().reset_index(name="n")
     return MaterializeResult(
         metadata={
@@ -56,7 +56,7 @@ def depth_discriminator(context: AssetExecutionContext, dap: DapConfigResource, 
     cfg, store = dap.get(), storage.store()
     mlflow.setup()
     res = run_discriminator(cfg, store, store.fetch(model_key("stage1")), pipeline_run=pipeline_run_id(context),
-                            progress=False)
+                            progress=show_progress())
     meta = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in res.items()}
     return MaterializeResult(
         metadata={**{k: v for k, v in meta.items() if v is not None}, "model_key": layout.DISCRIMINATOR_KEY},
@@ -64,7 +64,7 @@ def depth_discriminator(context: AssetExecutionContext, dap: DapConfigResource, 
     )
 
 
-@asset(group_name="curation", deps=[depth_discriminator], code_version="curate-1")
+@asset(group_name="curation", deps=[depth_discriminator, stage1_pseudo_labels], code_version="curate-1")
 def curated_pseudo_labels(context: AssetExecutionContext, dap: DapConfigResource, storage: StorageResource) -> MaterializeResult:
     """Top-K indoor + top-K outdoor stage-1 pseudo-labels by discriminator score (or K random
     ones: `curation.selection=random`), under `pseudo/curated/` with a pandera-validated manifest."""

@@ -34,7 +34,7 @@ def _latest_materialization(context: AssetExecutionContext, key: str) -> tuple[d
 
 @asset(
     group_name="evaluation",
-    deps=list(MODEL_ASSETS),
+    deps=[*MODEL_ASSETS, "labeled_panoramas", "web_video_manifest"],  # the models and the test sets they are scored on
     check_specs=[AssetCheckSpec(GATE_CHECK, asset="benchmark_report",
                                 description="the final model does not regress against the champion beyond eval.regression_tolerance")],
     code_version="report-1",
