@@ -37,12 +37,14 @@ def _figures(metadata: dict) -> str:
     out = []
     for k, v in metadata.items():
         value = getattr(v, "value", v)
+        if isinstance(value, dict):  # a table {benchmark: {metric: value}}: its abs_rel per row
+            out += [f"{row}/abs_rel={m['abs_rel']:.4g}" for row, m in value.items()
+                    if isinstance(m, dict) and isinstance(m.get("abs_rel"), (int, float))]
+            continue
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
         out.append(f"{k}={value:.4g}" if isinstance(value, float) else f"{k}={value}")
-        if len(out) == FIGURES_PER_LINE:
-            break
-    return " ".join(out)
+    return " ".join(out[:FIGURES_PER_LINE])
 
 
 class _Follower:

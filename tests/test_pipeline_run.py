@@ -11,9 +11,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.slow
-
-
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     project = tmp_path_factory.mktemp("project")
@@ -26,6 +23,7 @@ def pipeline(tmp_path_factory):
     return project, out
 
 
+@pytest.mark.slow
 def test_every_job_succeeds_and_every_asset_is_materialised(pipeline):
     project, out = pipeline
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
@@ -49,6 +47,7 @@ def test_every_job_succeeds_and_every_asset_is_materialised(pipeline):
     assert f"pipeline run {pipeline_run}" in out.stdout
 
 
+@pytest.mark.slow
 def test_every_mlflow_run_of_one_execution_shares_its_pipeline_run(pipeline):
     project, out = pipeline
     import mlflow
@@ -64,6 +63,7 @@ def test_every_mlflow_run_of_one_execution_shares_its_pipeline_run(pipeline):
     assert "labeled_test/abs_rel" in final[0].data.metrics  # benchmark_report logged onto the training run
 
 
+@pytest.mark.slow
 def test_console_is_a_line_per_asset_not_dagsters_event_stream(pipeline):
     _, out = pipeline
     lines = (out.stdout + out.stderr).splitlines()
@@ -72,3 +72,13 @@ def test_console_is_a_line_per_asset_not_dagsters_event_stream(pipeline):
     for asset in ("airsim360_scenes", "scene_invariant_labeler", "dap_depth_model", "benchmark_report"):
         assert re.search(rf"^\[\s*\d+:\d\d\] {asset}\s+\d+\.\d s", out.stdout, re.M), asset
     assert re.search(r"^\[\s*\d+:\d\d\] web_frames \[web-", out.stdout, re.M)
+
+
+def test_a_console_line_shows_numbers_and_a_tables_abs_rel():
+    import dagster as dg
+
+    from dap_assets.pipeline import _figures
+
+    meta = {"images": 3, "source": "x", "cached": True, "ratio": 0.123456,
+            "final": dg.MetadataValue.json({"web_test": {"abs_rel": 0.51234, "rmse": 2.0}, "skipped": "no"})}
+    assert _figures(meta) == "images=3 ratio=0.1235 web_test/abs_rel=0.5123"
