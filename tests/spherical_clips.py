@@ -42,7 +42,8 @@ def write_mp4(path: Path, frames: list[np.ndarray], fps: float = 4.0) -> Path:
 # ---------------------------------------------------------------- layouts from a mono ERP
 
 def compose(erp: np.ndarray, layout: str, size: tuple[int, int], disparity: int = 3) -> np.ndarray:
-    """An RGB frame of `size`=(w,h) holding `erp` [h,2h,3] as `layout`: mono, tb, sbs, flat, letterbox, vr180."""
+    """An RGB frame of `size`=(w,h) holding `erp` [h,2h,3] as `layout`: mono, tb, sbs, flat, letterbox,
+    dual_fisheye, vr180."""
     w, h = size
     other = np.roll(erp, disparity, axis=1)  # the second eye: a small horizontal disparity
     if layout == "mono":
@@ -58,6 +59,23 @@ def compose(erp: np.ndarray, layout: str, size: tuple[int, int], disparity: int 
         pic = cv2.resize(erp, (w, w // 2), interpolation=cv2.INTER_AREA)
         bar = np.zeros(((h - w // 2) // 2, w, 3), np.uint8)
         return np.concatenate([bar, pic, np.zeros((h - w // 2 - len(bar), w, 3), np.uint8)], 0)
+    if layout == "dual_fisheye":  # a two-lens camera's raw output: front and back 190° equidistant circles
+        side = w // 2
+        yy, xx = np.mgrid[0:h, 0:side].astype(np.float32)
+        r = np.hypot(xx - side / 2, yy - h / 2) / (min(side, h) / 2)  # 1 at the circle's edge
+        theta = r * np.radians(95.0)  # angle from the optical axis
+        phi = np.arctan2(yy - h / 2, xx - side / 2)
+        x, y, z = np.sin(theta) * np.cos(phi), -np.sin(theta) * np.sin(phi), np.cos(theta)
+        halves = []
+        for sign in (1.0, -1.0):  # front, back
+            lon = np.arctan2(sign * x, sign * z)
+            lat = np.arcsin(np.clip(y, -1, 1))
+            mx = ((lon / (2 * np.pi) + 0.5) * ew).astype(np.float32)
+            my = ((0.5 - lat / np.pi) * eh).astype(np.float32)
+            img = cv2.remap(erp, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+            img[r > 1.0] = 0
+            halves.append(img)
+        return np.concatenate(halves, 1)
     if layout == "vr180":  # the front hemisphere of each eye, side by side
         front = [e[:, ew // 4 : 3 * ew // 4] for e in (erp, other)]
         return np.concatenate([cv2.resize(e, (w // 2, h), interpolation=cv2.INTER_AREA) for e in front], 1)

@@ -85,6 +85,7 @@ def test_accepted_layouts(tmp_path, erps, name, layout, size, v2, v1, expected):
 REJECTS = [
     ("flat_16x9", "flat", W169, b"", b"", "not_panoramic", "content"),
     ("letterboxed_16x9", "letterbox", W169, b"", b"", "letterboxed", "content"),
+    ("dual_fisheye_2to1", "dual_fisheye", W21, b"", b"", "fisheye", "content"),
     ("vr180_content", "vr180", W21, b"", b"", "vr180_sbs", "content"),
     ("vr180_v2", "vr180", W21, v2_boxes("left-right", bounds=(0, 0, 0.25, 0.25)), b"", "vr180_sbs", "metadata"),
     ("vr180_v1", "vr180", W21, b"", v1_box("left-right", crop=(4096, 2048, 1024)), "vr180_sbs", "metadata"),

@@ -126,6 +126,10 @@ def detect_layout(
         return Layout(LETTERBOXED, False, f"black bars at left and right ({w}x{h}): not a full panorama")
     # Black rows at the top and bottom are letterboxing, or the black pole caps of an ERP whose rig
     # saw nothing there: stereo halves and 2:1 frames are judged as such, the rest below.
+    if near(2.0) and all(_fisheye_corners(x) and float(x[:2, x.shape[1] // 2 - 2 : x.shape[1] // 2 + 2].mean()) >= 24
+                         for x in (small[:, : sw // 2], small[:, sw // 2 :])):
+        # black corners around two discs that reach the top edge (black pole caps of an ERP do not)
+        return Layout(FISHEYE, False, "two circular fisheye images side by side: unstitched dual-fisheye footage")
     lit = np.flatnonzero(small.max(axis=(1, 2)) >= 20.0)  # rows that are not black
     core = small[lit[0] : lit[-1] + 1] if bars and lit.size >= 8 else small  # [h',sw,3]
     top = small[: sh // 2]
