@@ -341,15 +341,18 @@ class BackboneSpec:
     builder: Callable[..., Backbone]
     defaults: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    pads_seam: bool = False  # the builder takes `circular` (a convolutional encoder's padding)
 
 
 _REGISTRY: dict[str, BackboneSpec] = {}
 
 
-def register_backbone(name: str, builder: Callable[..., Backbone], description: str = "", **defaults):
+def register_backbone(name: str, builder: Callable[..., Backbone], description: str = "", *,
+                      pads_seam: bool = False, **defaults):
+    """`builder(params, *, taps, pretrained, tap_norm, arch)`, plus `circular` when `pads_seam`."""
     if name in _REGISTRY:
         raise ValueError(f"backbone {name!r} registered twice")
-    _REGISTRY[name] = BackboneSpec(name, builder, dict(defaults), description)
+    _REGISTRY[name] = BackboneSpec(name, builder, dict(defaults), description, pads_seam)
 
 
 def available_backbones() -> list[str]:
@@ -372,11 +375,12 @@ def build_backbone(
         raise ConfigError(f"model.backbone {name!r} unknown; available: {', '.join(available_backbones())}")
     spec = _REGISTRY[name]
     params = {**copy.deepcopy(spec.defaults), **(overrides or {})}
-    return spec.builder(params, taps=taps, pretrained=pretrained, tap_norm=tap_norm, arch=arch, circular=circular)
+    seam = {"circular": circular} if spec.pads_seam else {}
+    return spec.builder(params, taps=taps, pretrained=pretrained, tap_norm=tap_norm, arch=arch, **seam)
 
 
 def _timm_builder(model_name: str):
-    def build(params, *, taps, pretrained, tap_norm, arch, circular):
+    def build(params, *, taps, pretrained, tap_norm, arch):
         if arch is not None:
             params = {k: v for k, v in arch["kwargs"].items()}
         return TimmViT(model_name, taps, params, pretrained=pretrained, tap_norm=tap_norm)
@@ -394,7 +398,7 @@ def _timm_conv_builder(model_name: str):
 
 
 def _hf_builder(family: str):
-    def build(params, *, taps, pretrained, tap_norm, arch, circular):
+    def build(params, *, taps, pretrained, tap_norm, arch):
         if arch is not None:
             config = {k: v for k, v in arch["config"].items() if k not in ("transformers_version",)}
             return HfViT(family, taps, config, pretrained="", tap_norm=tap_norm)
@@ -444,9 +448,9 @@ for _name, _desc in (
     ("convnext_atto", "timm ConvNeXt-atto, 3.4M params, taps 0-3 at strides 4/8/16/32"),
     ("efficientnet_b0", "timm EfficientNet-B0, taps 1-4 at strides 4/8/16/32"),
 ):
-    register_backbone(_name, _timm_conv_builder(_name), _desc)
+    register_backbone(_name, _timm_conv_builder(_name), _desc, pads_seam=True)
 register_backbone(
     "resnet_test", _timm_conv_builder("resnet18"),
-    "timm ResNet-18 shrunk to one block per stage, widths 8/16/32/64 (unit tests)",
+    "timm ResNet-18 shrunk to one block per stage, widths 8/16/32/64 (unit tests)", pads_seam=True,
     layers=[1, 1, 1, 1], channels=[8, 16, 32, 64], stem_width=8,
 )
