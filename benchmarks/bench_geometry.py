@@ -3,10 +3,12 @@
     python benchmarks/bench_geometry.py [--repeat 15] [--threads 2] [--height 1024] [--face-w 512]
 
 Both libraries get the same 1024×2048 float32 RGB panorama (an HWC array; ours reads it through a
-zero-copy channels-last [1,3,H,W] view) and the same number of threads; both cache their sampling
-grids, and one warm-up call each fills the caches. Calls are interleaved round by round so that
-load from other processes hits both alike; the table shows the median (and min) of the rounds.
-Results also go to benchmarks/results/geometry.json.
+zero-copy channels-last [1,3,H,W] view) and the same number of threads. Both cache their sampling
+maps (ours: an LRU cache keyed by H, W, face size, mode, device, dtype; py360convert: its
+`EquirecSampler` LRU cache). "Warm" rounds follow one warm-up call that fills the caches; "cold"
+rounds clear both libraries' caches before every call, so each call builds its maps. Calls are
+interleaved round by round so that load from other processes hits both alike; ratios are of the
+medians of one run. Results also go to benchmarks/results/geometry.json.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dap_model.geometry import cube_to_erp, erp_rays, erp_to_cube, erp_to_perspective  # noqa: E402
+from dap_model.geometry._views import clear_sampling_caches  # noqa: E402
 
 
 def panorama(h: int) -> np.ndarray:
@@ -35,12 +38,17 @@ def panorama(h: int) -> np.ndarray:
     return img.float().numpy()
 
 
-def run_rounds(cases: dict, repeat: int) -> dict:
+def run_rounds(cases: dict, repeat: int, before=None) -> dict:
+    """Median/min ms per case over `repeat` interleaved rounds; `before()` runs untimed before every
+    call (cold rounds: it clears the caches), else one warm-up call per case fills them."""
     for fn in cases.values():
-        fn()  # warm-up: grids cached on both sides
+        if before is None:
+            fn()  # warm-up: grids cached on both sides
     times = {k: [] for k in cases}
     for _ in range(repeat):
         for k, fn in cases.items():
+            if before is not None:
+                before()
             t0 = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t0)
@@ -80,10 +88,18 @@ def main() -> None:
         "erp_to_perspective": lambda: erp_to_perspective(erp, 30.0, 10.0, 0.0, 90, (fw, fw)),
     }
     res = run_rounds(cases, args.repeat)
+    pair = {k: cases[k] for k in ("py360convert.e2c", "erp_to_cube (HWC view)")}
+
+    def clear_both() -> None:
+        clear_sampling_caches()
+        py360convert.utils.EquirecSampler.from_cubemap.cache_clear()
+
+    res_cold = run_rounds(pair, max(3, args.repeat // 3), before=clear_both)
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    res1 = run_rounds({k: cases[k] for k in ("py360convert.e2c", "erp_to_cube (HWC view)")}, args.repeat)
+    res1 = run_rounds(pair, args.repeat)
+    res1_cold = run_rounds(pair, max(3, args.repeat // 3), before=clear_both)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
 
@@ -95,6 +111,8 @@ def main() -> None:
     ratio = base / res["erp_to_cube (HWC view)"]["median_ms"]
     ratio_nchw = base / res["erp_to_cube (NCHW)"]["median_ms"]
     ratio_1t = res1["py360convert.e2c"]["median_ms"] / res1["erp_to_cube (HWC view)"]["median_ms"]
+    ratio_cold = res_cold["py360convert.e2c"]["median_ms"] / res_cold["erp_to_cube (HWC view)"]["median_ms"]
+    ratio_1t_cold = res1_cold["py360convert.e2c"]["median_ms"] / res1_cold["erp_to_cube (HWC view)"]["median_ms"]
     ratio_c2e = res["py360convert.c2e"]["median_ms"] / res["cube_to_erp"]["median_ms"]
     ratio_e2p = res["py360convert.e2p"]["median_ms"] / res["erp_to_perspective"]["median_ms"]
 
@@ -102,9 +120,12 @@ def main() -> None:
     print(f"{'case':34s} {'median ms':>10s} {'min ms':>9s}")
     for k, v in res.items():
         print(f"{k:34s} {v['median_ms']:10.1f} {v['min_ms']:9.1f}")
-    for k, v in res1.items():
-        print(f"{k + ' [1 thread]':34s} {v['median_ms']:10.1f} {v['min_ms']:9.1f}")
-    print(f"erp_to_cube speed-up vs e2c: {ratio:.2f}× (HWC view), {ratio_nchw:.2f}× (NCHW), {ratio_1t:.2f}× (1 thread)")
+    for tag, table in (("cold", res_cold), ("1 thread", res1), ("1 thread, cold", res1_cold)):
+        for k, v in table.items():
+            print(f"{k + ' [' + tag + ']':34s} {v['median_ms']:10.1f} {v['min_ms']:9.1f}")
+    print(f"erp_to_cube speed-up vs e2c, warm caches: {ratio:.2f}× (HWC view), {ratio_nchw:.2f}× (NCHW), "
+          f"{ratio_1t:.2f}× (1 thread)")
+    print(f"erp_to_cube speed-up vs e2c, cold caches: {ratio_cold:.2f}×, {ratio_1t_cold:.2f}× (1 thread)")
     print(f"cube_to_erp vs c2e: {ratio_c2e:.2f}×   erp_to_perspective vs e2p: {ratio_e2p:.2f}×")
     print(f"max |ours − e2c| = {max_diff:.2e} (cv2's 1/32-px fixed-point interpolation)")
     print(f"load average before/after: {load_before} / {os.getloadavg()}")
@@ -115,11 +136,17 @@ def main() -> None:
         "dtype": "float32",
         "threads": args.threads,
         "repeat": args.repeat,
+        "cache_note": "warm: sampling maps cached by a warm-up call (both libraries); "
+                      "cold: both libraries' map caches cleared before every call",
         "timings_ms": res,
+        "timings_ms_cold": res_cold,
         "timings_ms_1_thread": res1,
+        "timings_ms_1_thread_cold": res1_cold,
         "speedup_erp_to_cube_vs_e2c": ratio,
         "speedup_erp_to_cube_nchw_vs_e2c": ratio_nchw,
         "speedup_erp_to_cube_vs_e2c_1_thread": ratio_1t,
+        "speedup_erp_to_cube_vs_e2c_cold": ratio_cold,
+        "speedup_erp_to_cube_vs_e2c_1_thread_cold": ratio_1t_cold,
         "speedup_cube_to_erp_vs_c2e": ratio_c2e,
         "speedup_erp_to_perspective_vs_e2p": ratio_e2p,
         "max_abs_diff_vs_e2c": max_diff,

@@ -448,6 +448,28 @@ def test_channels_last_input_gives_same_result():
     assert torch.equal(erp_to_cube(cl, 16), erp_to_cube(img, 16))
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_value_is_found_in_any_memory_layout(bad):
+    hwc = smooth_erp(8)[0].permute(1, 2, 0).contiguous()  # [H,W,3] as an HWC image array
+    hwc[3, 5, 2] = bad
+    for view in (hwc.permute(2, 0, 1)[None], hwc.permute(2, 0, 1)[None].contiguous(),
+                 hwc.permute(2, 0, 1)[None].expand(2, -1, -1, -1)):
+        with pytest.raises(GeometryInputError, match="contains NaN or Inf"):
+            erp_to_cube(view, 4)
+    assert erp_to_cube(hwc.permute(2, 0, 1)[None], 4, allow_nan=True).shape == (1, 6, 3, 4, 4)
+
+
+def test_cold_and_warm_grid_caches_give_identical_cubes():
+    from dap_model.geometry._views import cached_views_grid, clear_sampling_caches
+
+    img = smooth_erp(16)
+    warm = erp_to_cube(img, 8)
+    clear_sampling_caches()
+    assert cached_views_grid.cache_info().currsize == 0
+    assert torch.equal(erp_to_cube(img, 8), warm)
+    assert cached_views_grid.cache_info().currsize == 1
+
+
 def test_gradients_flow_through_cube_and_normals():
     img = smooth_erp(32).requires_grad_(True)
     erp_to_cube(img, 16).pow(2).sum().backward()

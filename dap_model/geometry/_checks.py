@@ -34,9 +34,18 @@ def check_erp_size(fn: str, name: str, h: int, w: int) -> None:
         raise GeometryInputError(f"{fn}: `{name}` must be ERP with W = 2H, got {h}×{w}")
 
 
+def dense_flat(t: Tensor) -> Tensor | None:
+    """The elements of `t` as a 1-D view in memory order when `t` covers its memory densely in any
+    dimension order (contiguous, channels-last, an HWC array seen as [1,C,H,W]); else None."""
+    p = t.permute(sorted(range(t.dim()), key=lambda d: (-t.stride(d), d)))
+    return p.view(-1) if p.is_contiguous() else None
+
+
 def check_finite(fn: str, name: str, t: Tensor) -> None:
-    # one reduction first (cheap, no bool buffer); the exact test only when it looks bad
-    if not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
+    # one reduction first (cheap, no bool buffer; in memory order, as reductions over a permuted
+    # layout are several times slower); the exact test only when it looks bad
+    flat = dense_flat(t)
+    if not bool(torch.isfinite((t if flat is None else flat).sum())) and not bool(torch.isfinite(t).all()):
         raise GeometryInputError(f"{fn}: `{name}` contains NaN or Inf values (not allowed here)")
 
 

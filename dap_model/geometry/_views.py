@@ -74,3 +74,9 @@ def cached_views_grid(
     yaw, pitch, roll = (torch.tensor(a, dtype=torch.float64) for a in zip(*angles_deg))  # [K]
     r = rotation_matrix(yaw, pitch, roll, degrees=True)[None]  # [1,K,3,3]
     return views_grid(r.to(device), camera_plane_rays(*fov, *out_hw), h, w, check_mode("views", mode), dtype)
+
+
+def clear_sampling_caches() -> None:
+    """Drop the cached view grids (the next call of a view sampler rebuilds its grid: a cold call)."""
+    cached_views_grid.cache_clear()
+    camera_plane_rays.cache_clear()
