@@ -25,9 +25,11 @@ DVC_YAML = yaml.safe_load((ROOT / "dvc.yaml").read_text())
 STAGES: dict = DVC_YAML.get("stages") or {}
 CHEAP_STAGES = ("airsim360_scenes", "labeled_panoramas")
 
-needs_dvc = pytest.mark.skipif(
-    not DVC.is_file(), reason=f"{DVC} is missing: `make setup` creates DVC's own virtualenv .venv-dvc"
-)
+
+
+def test_dvc_is_installed_in_its_own_virtualenv():
+    """`make setup` creates .venv-dvc: every DVC test below uses it, none skips without it."""
+    assert DVC.is_file(), f"{DVC} is missing: `make setup` creates DVC's own virtualenv .venv-dvc"
 
 
 def _dvc_cfg() -> DvcConfig:
@@ -174,7 +176,6 @@ def test_the_config_read_analysis_follows_calls_and_reports_what_it_cannot_follo
     assert two.sections == {"sim"} and any("json.dumps" in e for e in two.escapes), two.escapes
 
 
-@needs_dvc
 def test_dvc_hash_is_what_dvc_records(tmp_path):
     repo = tmp_path / "repo"
     (repo / "d" / "sub").mkdir(parents=True)
@@ -206,7 +207,6 @@ def test_store_hash_of_an_s3_prefix_equals_the_local_dvc_hash(s3_env, tmp_path):
 
 
 @pytest.mark.slow
-@needs_dvc
 def test_dvc_push_and_pull_round_trip_through_the_s3_remote(s3_env, tmp_path):
     import boto3
 
@@ -253,7 +253,6 @@ def _changed_knob(tree: dict, section: str) -> str:
     raise AssertionError(f"section {section} has no scalar knob")
 
 
-@needs_dvc
 @pytest.mark.slow
 def test_dvc_status_reports_exactly_the_stages_that_read_a_changed_knob(tmp_path):
     """The committed dvc.yaml in a scratch project whose outputs exist and are recorded
@@ -340,11 +339,8 @@ def _dvc(args: list[str], repo: Path, env: dict[str, str]) -> str:
 def repro(tmp_path_factory):
     """A copy of dvc.yaml with the `test` profile's params.yaml, after one `dvc repro` of the
     cheap stages (and their upstream stages)."""
-    if not DVC.is_file():
-        pytest.skip(f"{DVC} is missing: `make setup` creates DVC's own virtualenv .venv-dvc")
-    targets = [s for s in CHEAP_STAGES if s in STAGES]
-    if not targets:
-        pytest.skip(f"none of {CHEAP_STAGES} is a stage yet")
+    targets = list(CHEAP_STAGES)
+    assert set(targets) <= set(STAGES)
     repo = tmp_path_factory.mktemp("dvc_repro")
     shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
     (repo / "params.yaml").write_text(params_yaml(load_config("test")))
