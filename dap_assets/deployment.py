@@ -22,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 DEPLOYMENT_ENV = "DAP_DEPLOYMENT"
 K8S_CONFIG_TAG = "dagster-k8s/config"
+POD_IP_ENV = "DAP_POD_IP"
+RDZV_ENDPOINT_ENV = "DAP_RDZV_ENDPOINT"  # host:port of node 0's rendezvous store (multi-node torchrun)
 MAX_RETRIES_TAG = "dagster/max_retries"
 RETRY_STRATEGY_TAG = "dagster/retry_strategy"
 
@@ -41,6 +43,11 @@ class Deployment(BaseModel):
     )
     gpu_pool: str = Field("gpu", description="Dagster concurrency pool of the GPU steps")
     gpus_per_run: int = Field(1, ge=1, description="GPUs of the stage-3 step: torchrun nproc and nvidia.com/gpu")
+    gpu_nodes: int = Field(
+        1, ge=1, description="nodes of the stage-3 step: >1 = multi-node torchrun, the step pod is node 0 and an "
+        "Indexed Job of gpu_nodes-1 pods (dap_assets.multinode) runs the others"
+    )
+    rdzv_port: int = Field(29400, ge=1, le=65535, description="torchrun rendezvous port on the step pod (node 0)")
     gpu_cpu_request: str = "8"
     gpu_memory_request: str = "64Gi"
     gpu_node_selector: dict[str, str] = Field(
@@ -79,15 +86,23 @@ def run_retry_tags(dep: Deployment = DEPLOYMENT) -> dict[str, str]:
 
 def gpu_k8s_config(dep: Deployment = DEPLOYMENT) -> dict:
     """Pod spec of the GPU step: `nvidia.com/gpu` requests = limits, the GPU node pool's
-    nodeSelector and the NVIDIA taint's toleration (torchrun: one process per GPU)."""
+    nodeSelector and the NVIDIA taint's toleration (torchrun: one process per GPU). With
+    `gpu_nodes > 1` the pod also learns its own address (downward API) as the rendezvous endpoint
+    `$DAP_RDZV_ENDPOINT` that node 0's torchrun serves and the worker pods join."""
     gpus = str(dep.gpus_per_run)
-    return {
-        "container_config": {
-            "resources": {
-                "requests": {"cpu": dep.gpu_cpu_request, "memory": dep.gpu_memory_request, "nvidia.com/gpu": gpus},
-                "limits": {"memory": dep.gpu_memory_request, "nvidia.com/gpu": gpus},
-            },
+    container: dict = {
+        "resources": {
+            "requests": {"cpu": dep.gpu_cpu_request, "memory": dep.gpu_memory_request, "nvidia.com/gpu": gpus},
+            "limits": {"memory": dep.gpu_memory_request, "nvidia.com/gpu": gpus},
         },
+    }
+    if dep.gpu_nodes > 1:
+        container["env"] = [
+            {"name": POD_IP_ENV, "value_from": {"field_ref": {"field_path": "status.podIP"}}},
+            {"name": RDZV_ENDPOINT_ENV, "value": f"$({POD_IP_ENV}):{dep.rdzv_port}"},  # kubelet expands $(VAR)
+        ]
+    return {
+        "container_config": container,
         "pod_spec_config": {
             "node_selector": dict(dep.gpu_node_selector),
             "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
