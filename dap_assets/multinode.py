@@ -27,6 +27,7 @@ _POD_KEYS = ("nodeSelector", "tolerations", "affinity", "serviceAccountName", "a
              "runtimeClassName")
 _CONTAINER_KEYS = ("image", "imagePullPolicy", "envFrom", "resources", "volumeMounts", "securityContext",
                    "workingDir")
+_API_TOKEN_VOLUME = "kube-api-access-"  # added to every pod by the API server; it adds the workers' own
 _LABELS = ("dagster/job", "dagster/op", "dagster/run-id", "dagster/code-location", "app.kubernetes.io/instance")
 
 
@@ -44,6 +45,9 @@ def worker_job(step_pod: Mapping, command: Sequence[str], nodes: int) -> dict:
     env = [e for e in step.get("env", []) if e["name"] not in (POD_IP_ENV, RDZV_ENDPOINT_ENV)]
     container |= {"name": "stage3-node", "command": ["/bin/sh", "-c", WORKER_ENTRY, *command], "env": env}
     pod_spec = {k: copy.deepcopy(spec[k]) for k in _POD_KEYS if k in spec}
+    pod_spec["volumes"] = [v for v in pod_spec.get("volumes", []) if not v["name"].startswith(_API_TOKEN_VOLUME)]
+    container["volumeMounts"] = [m for m in container.get("volumeMounts", [])
+                                 if not m["name"].startswith(_API_TOKEN_VOLUME)]
     pod_spec |= {"restartPolicy": "Never", "containers": [container]}
     labels = {k: v for k, v in meta.get("labels", {}).items() if k in _LABELS}
     labels["app.kubernetes.io/component"] = COMPONENT

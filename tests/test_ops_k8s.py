@@ -89,6 +89,10 @@ def _step_pod(job: dict, ip: str = "10.4.0.7") -> dict:
     pod = copy.deepcopy(job["spec"]["template"])
     pod["metadata"] |= {"name": f"{job['metadata']['name']}-x7k2p", "namespace": NAMESPACE, "uid": "5f0c2b9e-uid"}
     pod["status"] = {"podIP": ip}
+    token = {"name": "kube-api-access-x2b9q", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}}
+    pod["spec"]["volumes"].append(token)  # what the API server adds to every pod
+    pod["spec"]["containers"][0]["volumeMounts"].append(
+        {"name": token["name"], "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": True})
     return pod
 
 
@@ -163,7 +167,9 @@ def test_multinode_worker_job_is_a_valid_indexed_job_on_the_gpu_pool_owned_by_th
         assert container[key] == step_container[key], key
     for key in ("nodeSelector", "tolerations", "serviceAccountName"):
         assert pod[key] == step["spec"][key], key
-    assert container["command"] == ["/bin/sh", "-c", WORKER_ENTRY, *cmd]
+    assert container["command"] == ["/bin/sh", "-c", WORKER_ENTRY, *cmd] and "args" not in container
+    assert not any(v["name"].startswith("kube-api-access-") for v in pod["volumes"]), "the API adds the workers' own"
+    assert not any(m["name"].startswith("kube-api-access-") for m in container["volumeMounts"])
     names = {e["name"] for e in container["env"]}
     assert POD_IP_ENV not in names and RDZV_ENDPOINT_ENV not in names, "node 0's address is in the command"
     assert f"--rdzv_endpoint=10.4.0.7:{K8S_DEPLOYMENT.rdzv_port}" in cmd
