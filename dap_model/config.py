@@ -360,6 +360,10 @@ class TrainConfig(Section):
     log_every: int = Field(1, ge=1, description="steps between training-metric logs")
     log_images: int = Field(3, ge=0, description="RGB | GT | pred images logged per validation")
     shuffle_buffer: int = Field(64, ge=1, description="samples in the streaming shuffle buffer")
+    loader_workers: int = Field(
+        0, ge=0, le=256, description="DataLoader worker processes decoding and augmenting training samples "
+        "(0 = in the training process); the data order is the same for every value"
+    )
     labeled_repeat: int = Field(1, ge=1, description="times the labelled shards appear per epoch next to pseudo-labels")
     init_from: str = Field(
         "", description="start every training from this checkpoint: a DAP release model.pth or a "

@@ -104,6 +104,47 @@ def test_stream_restarts_exactly_at_its_data_position(store_root):
     assert e1 != e0  # reshuffled per epoch
 
 
+@pytest.mark.parametrize("world", [1, 2])
+def test_worker_processes_give_the_in_process_batches_and_resume_exactly(store_root, world):
+    """2 DataLoader workers per rank: the same batches (bitwise) as decoding in-process, from the
+    start and from a mid-epoch position; per rank of `world`."""
+    src = [ShardSource("labeled", _train_paths(store_root))]
+    aug = Augment(0.5, 1.0, 0.8, 0.2, 0.2, 0.2, 0.02)
+    for rank in range(world):
+        stream = ShardStream(src, height=16, seed=3, rank=rank, world=world, shuffle_buffer=4, aug=aug)
+        inproc = BatchLoader(stream, 3)
+        ref, positions = [], []
+        for _ in range(5):  # crosses an epoch boundary
+            positions.append(inproc.position)
+            ref.append(inproc.next_batch())
+        for start in (0, 2):
+            loader = BatchLoader(stream, 3, positions[start], workers=2)
+            for b in ref[start:]:
+                r = loader.next_batch()
+                assert r["keys"] == b["keys"]
+                assert torch.equal(r["rgb"], b["rgb"]) and torch.equal(r["depth"], b["depth"])
+            assert loader.position == inproc.position
+            loader.close()
+
+
+def test_store_keys_are_fetched_lazily_into_the_local_cache(store_root, tmp_path):
+    from dap_model.storage import LocalStore
+
+    keys = tuple(p.relative_to(store_root).as_posix() for p in _train_paths(store_root))
+    by_key = ShardStream([ShardSource("labeled", keys)], height=16, seed=1, shuffle_buffer=4,
+                         store=LocalStore(store_root))
+    by_path = ShardStream([ShardSource("labeled", _train_paths(store_root))], height=16, seed=1, shuffle_buffer=4)
+    a, b = BatchLoader(by_key, 4, workers=2), BatchLoader(by_path, 4)
+    for _ in range(3):
+        x, y = a.next_batch(), b.next_batch()
+        assert x["keys"] == y["keys"] and torch.equal(x["rgb"], y["rgb"])
+    a.close()
+    missing = ShardStream([ShardSource("labeled", ("labeled/train-999999.tar",))], height=16,
+                          store=LocalStore(store_root))
+    with pytest.raises(Exception, match="train-999999"):
+        BatchLoader(missing, 1, workers=1).next_batch()
+
+
 @pytest.mark.parametrize("world", [2, 5])  # 4 shards: split by shard (2) / by sample (5)
 def test_ranks_partition_each_epoch(store_root, world):
     src = [ShardSource("labeled", _train_paths(store_root))]
@@ -212,6 +253,21 @@ def test_sigkill_midway_then_resume_matches_uninterrupted_run(tmp_path):
     res, straight = _killed_run_resumes_to_the_uninterrupted_weights(
         lambda run_dir: _train_cmd(run_dir, 16), _cli_env(project), tmp_path, 16)
     assert straight["checkpoint_sha256"] == res["checkpoint_sha256"]
+
+
+@pytest.mark.slow
+def test_sigkill_midway_then_resume_with_two_loader_workers_matches_uninterrupted_run(tmp_path):
+    """2 DataLoader workers: killed and resumed ends bitwise equal to uninterrupted, and both equal
+    the in-process loader's weights (the data order does not depend on the worker count)."""
+    project = tmp_path / "project"
+    build_store(project / "data", h=32, n_train=8, shard_size=4)
+    res, straight = _killed_run_resumes_to_the_uninterrupted_weights(
+        lambda run_dir: _train_cmd(run_dir, 12) + ["--set", "train.loader_workers=2"], _cli_env(project), tmp_path, 12)
+    assert straight["checkpoint_sha256"] == res["checkpoint_sha256"]
+    inproc = subprocess.run(_train_cmd(tmp_path / "inproc", 12), env=_cli_env(project), cwd=ROOT,
+                            capture_output=True, text=True, timeout=600)
+    assert inproc.returncode == 0, inproc.stderr[-3000:]
+    assert json.loads(inproc.stdout.strip().splitlines()[-1])["checkpoint_sha256"] == res["checkpoint_sha256"]
 
 
 def test_cli_bad_input_is_one_clear_line(tmp_path, capsys):

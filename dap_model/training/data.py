@@ -6,13 +6,22 @@ ranks (samples, when there are fewer shards than ranks). A shuffle buffer holds 
 sample is decoded only when emitted, and every emitted sample's augmentation is drawn from its
 own generator seeded by (seed, epoch, rank, index): a stream restarted at (epoch, consumed)
 continues exactly where it stopped without decoding the skipped samples.
+
+Decoding and augmentation run in `train.loader_workers` DataLoader worker processes: each
+worker reads its rank's shard bytes and decodes every W-th sample of the rank's sequence, and
+the DataLoader's in-order round robin over the workers hands the samples back in sequence
+order. The order, and so the resume position (epoch, consumed) of a rank, is the same for any
+worker count. Shards named by store keys (S3) are fetched on first use into the store's local
+cache, which the workers of a node share.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -27,7 +36,7 @@ from dap_model.errors import InputError
 @dataclass(frozen=True)
 class ShardSource:
     name: str  # "labeled", "pseudo", ...
-    paths: tuple[Path, ...]
+    paths: tuple[Path | str, ...]  # local shard files, or keys of `ShardStream.store`
     repeat: int = 1
 
 
@@ -113,7 +122,8 @@ def augment(
 
 @dataclass
 class ShardStream:
-    """Training samples: dict(rgb=[3,H,W] float32 in [0,1], depth=[1,H,W] float32 metres, key, source)."""
+    """Training samples: dict(rgb=[3,H,W] float32 in [0,1], depth=[1,H,W] float32 metres, key,
+    source, epoch, index). With `store` set, `ShardSource.paths` are its keys, fetched lazily."""
 
     sources: list[ShardSource]
     height: int
@@ -122,6 +132,7 @@ class ShardStream:
     world: int = 1
     shuffle_buffer: int = 64
     aug: Augment = field(default_factory=Augment)
+    store: Any = None
 
     def __post_init__(self) -> None:
         if not any(s.paths for s in self.sources):
@@ -129,7 +140,7 @@ class ShardStream:
         if not 0 <= self.rank < self.world:
             raise InputError(f"rank {self.rank} outside world size {self.world}")
 
-    def _epoch_shards(self, epoch: int) -> tuple[list[tuple[str, Path]], bool]:
+    def _epoch_shards(self, epoch: int) -> tuple[list[tuple[str, Path | str]], bool]:
         items = [(s.name, p) for s in self.sources for _ in range(s.repeat) for p in s.paths]
         order = np.random.default_rng([self.seed, epoch, 1]).permutation(len(items))
         items = [items[i] for i in order]
@@ -137,10 +148,14 @@ class ShardStream:
             return items[self.rank :: self.world], False
         return items, True
 
+    def _local(self, shard: Path | str) -> Path:
+        return Path(shard) if self.store is None else Path(self.store.fetch(str(shard)))
+
     def _raw(self, epoch: int) -> Iterator[tuple[str, str, dict[str, bytes], str]]:
         shards, split_samples = self._epoch_shards(epoch)
         j = 0
-        for name, path in shards:
+        for name, shard in shards:
+            path = self._local(shard)
             for key, parts in read_raw(path):
                 if not split_samples or j % self.world == self.rank:
                     yield name, key, parts, str(path)
@@ -159,59 +174,115 @@ class ShardStream:
         for i in rng.permutation(len(buf)):
             yield buf[i]
 
+    def _decode(self, epoch: int, index: int, source: str, key: str, parts: dict, where: str) -> dict:
+        rgb, depth, _ = decode_raw(key, parts, where)
+        if depth is None:
+            raise InputError(f"{where}:{key}: training sample has no depth")
+        rgb, depth = resize_pair(rgb, clean_depth(depth), self.height)
+        rng = np.random.default_rng([self.seed, epoch, self.rank, 3, index])
+        rgb_f, depth = augment(rgb.astype(np.float32) / 255.0, depth, rng, self.aug)
+        return {
+            "rgb": torch.from_numpy(rgb_f.transpose(2, 0, 1).copy()),  # [3,H,W]
+            "depth": torch.from_numpy(depth[None].copy()),  # [1,H,W]
+            "key": key,
+            "source": source,
+            "epoch": epoch,
+            "index": index,
+        }
+
     def iter_epoch(self, epoch: int, skip: int = 0) -> Iterator[dict]:
         """Samples of `epoch` for this rank, starting after the first `skip`."""
         for index, (source, key, parts, where) in enumerate(self._shuffled(epoch)):
-            if index < skip:
-                continue
-            rgb, depth, _ = decode_raw(key, parts, where)
-            if depth is None:
-                raise InputError(f"{where}:{key}: training sample has no depth")
-            rgb, depth = resize_pair(rgb, clean_depth(depth), self.height)
-            rng = np.random.default_rng([self.seed, epoch, self.rank, 3, index])
-            rgb_f, depth = augment(rgb.astype(np.float32) / 255.0, depth, rng, self.aug)
-            yield {
-                "rgb": torch.from_numpy(rgb_f.transpose(2, 0, 1).copy()),  # [3,H,W]
-                "depth": torch.from_numpy(depth[None].copy()),  # [1,H,W]
-                "key": key,
-                "source": source,
-            }
+            if index >= skip:
+                yield self._decode(epoch, index, source, key, parts, where)
+
+    def iter_from(self, position: tuple[int, int], worker: int = 0, workers: int = 1) -> Iterator[dict]:
+        """Endless samples over epochs from `position` = (epoch, samples consumed): the k-th sample
+        of the sequence from there when k % workers == worker (the others are read, not decoded)."""
+        epoch, skip = int(position[0]), int(position[1])
+        k = 0
+        while True:
+            seen = 0
+            for index, (source, key, parts, where) in enumerate(self._shuffled(epoch)):
+                seen += 1
+                if index < skip:
+                    continue
+                if k % workers == worker:
+                    yield self._decode(epoch, index, source, key, parts, where)
+                k += 1
+            if seen == 0:
+                raise InputError(f"training data: rank {self.rank} of {self.world} got no samples")
+            epoch, skip = epoch + 1, 0
+
+
+class _WorkerStream(torch.utils.data.IterableDataset):
+    """`stream.iter_from(position)` split across the DataLoader's workers (every W-th sample each)."""
+
+    def __init__(self, stream: ShardStream, position: tuple[int, int]):
+        self.stream, self.position = stream, position
+
+    def __iter__(self) -> Iterator[dict]:
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
+        stream = self.stream
+        if stream.store is not None and dataclasses.is_dataclass(stream.store):
+            # a fresh client per process (an S3 connection pool must not be shared across a fork)
+            stream = dataclasses.replace(stream, store=dataclasses.replace(stream.store))
+        return stream.iter_from(self.position, worker, workers)
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)  # one core per worker; decoding parallelises across workers
+    cv2.setNumThreads(1)
 
 
 class BatchLoader:
-    """Endless batches over epochs; `position` = (epoch, samples of it consumed by this rank)."""
+    """Endless batches over epochs; `position` = (epoch, samples of it consumed by this rank).
 
-    def __init__(self, stream: ShardStream, batch_size: int, position: tuple[int, int] = (0, 0)):
+    `workers` > 0 decodes in that many DataLoader processes (`pin_memory` pins each batch for an
+    asynchronous host-to-GPU copy); the batches are the same for every `workers`."""
+
+    def __init__(self, stream: ShardStream, batch_size: int, position: tuple[int, int] = (0, 0),
+                 workers: int = 0, pin_memory: bool = False, prefetch: int = 2):
         self.stream = stream
         self.batch_size = batch_size
         self.epoch, self.consumed = int(position[0]), int(position[1])
-        self._it = stream.iter_epoch(self.epoch, self.consumed)
+        self.pin_memory = pin_memory
+        self._loader = None
+        if workers > 0:
+            self._loader = torch.utils.data.DataLoader(
+                _WorkerStream(stream, (self.epoch, self.consumed)), batch_size=None, num_workers=workers,
+                prefetch_factor=prefetch, worker_init_fn=_worker_init,
+                generator=torch.Generator().manual_seed(stream.seed),  # leaves the global RNG alone
+            )
+            self._it = iter(self._loader)
+        else:
+            self._it = stream.iter_from((self.epoch, self.consumed))
 
     @property
     def position(self) -> tuple[int, int]:
         return self.epoch, self.consumed
 
     def _next_sample(self) -> dict:
-        for _ in range(2):
-            try:
-                s = next(self._it)
-                self.consumed += 1
-                return s
-            except StopIteration:
-                if self.consumed == 0:
-                    raise InputError(
-                        f"training data: rank {self.stream.rank} of {self.stream.world} got no samples"
-                    ) from None
-                self.epoch, self.consumed = self.epoch + 1, 0
-                self._it = self.stream.iter_epoch(self.epoch)
-        raise InputError("training data: empty epoch")
+        s = next(self._it)
+        self.epoch, self.consumed = s["epoch"], s["index"] + 1
+        return s
 
     def next_batch(self) -> dict:
         """dict(rgb=[B,3,H,W], depth=[B,1,H,W], keys, sources)."""
         samples = [self._next_sample() for _ in range(self.batch_size)]
+        rgb = torch.stack([s["rgb"] for s in samples])
+        depth = torch.stack([s["depth"] for s in samples])
+        if self.pin_memory:
+            rgb, depth = rgb.pin_memory(), depth.pin_memory()
         return {
-            "rgb": torch.stack([s["rgb"] for s in samples]),
-            "depth": torch.stack([s["depth"] for s in samples]),
+            "rgb": rgb,
+            "depth": depth,
             "keys": [s["key"] for s in samples],
             "sources": [s["source"] for s in samples],
         }
+
+    def close(self) -> None:
+        """Stops the worker processes (also done when the loader is garbage-collected)."""
+        self._it = None
+        self._loader = None

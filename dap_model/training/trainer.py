@@ -177,7 +177,8 @@ def train(
         from dap_model.distill.train import DistillTerm
 
         distill = DistillTerm(cfg, distill_paths, d.rank, d.world, step)
-    loader = BatchLoader(stream, distill.n_labeled if distill else tc.batch_size, positions[d.rank])
+    loader = BatchLoader(stream, distill.n_labeled if distill else tc.batch_size, positions[d.rank],
+                         workers=tc.loader_workers, pin_memory=device.type == "cuda")
 
     mlflow = None
     if d.main:
@@ -288,6 +289,8 @@ def train(
         if d.main:
             mlflow.end_run(status="FAILED")
         raise
+    finally:
+        loader.close()
     if step < tc.steps:  # stopped early on purpose
         if d.main:
             mlflow.end_run(status="KILLED")
