@@ -117,13 +117,13 @@ def render(graph=None) -> str:
 
 def run_stage(name: str) -> int:
     """Materialise one asset into the Dagster instance at $DAGSTER_HOME with `params.yaml` as the
-    profile; a partitioned asset runs once per partition (new manifest rows are registered first,
-    by the function the new-video sensor uses). Exit status 1 when any run fails."""
+    profile; a partitioned asset runs once per partition (new manifest rows are assigned to
+    buckets first, by the function the new-video sensor uses). Exit status 1 when any run fails."""
     import os
 
     from dagster import AssetKey, AssetSelection, DagsterInstance, materialize
 
-    from dap_assets.assets.web import WEB_VIDEOS, new_video_partitions
+    from dap_assets.assets.web import WEB_VIDEO_BUCKETS, new_video_buckets
     from dap_assets.definitions import defs
     from dap_assets.resources import default_resources
     from dap_model.config import load_config, project_dir
@@ -140,9 +140,9 @@ def run_stage(name: str) -> int:
     with DagsterInstance.get() as instance:
         partitions: list[str | None] = [None]
         if node.partitions_def is not None:
-            new, _, _ = new_video_partitions(instance, cfg, open_store(cfg.storage))
-            if new:
-                instance.add_dynamic_partitions(WEB_VIDEOS.name, new)
+            plan = new_video_buckets(instance, cfg, open_store(cfg.storage))
+            if plan.new_buckets:
+                instance.add_dynamic_partitions(WEB_VIDEO_BUCKETS.name, plan.new_buckets)
             partitions = list(node.partitions_def.get_partition_keys(dynamic_partitions_store=instance))
         failed = []
         for pk in partitions:

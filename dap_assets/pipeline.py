@@ -3,9 +3,10 @@ $DAGSTER_HOME, in order, every run tagged with one `dap.pipeline_run` id. `make 
 
     python -m dap_assets.pipeline [--profile tiny] [--set KEY=VALUE ...] [--log-level warning]
 
-`ingest` runs first; new manifest rows become `web_videos` partitions through the function the
-new-video sensor uses, and `web_video_ingest` runs once per video (a failed video is reported and
-the others go on); `weekly_retrain` (the scheduled job) runs last. Each job runs with its own
+`ingest` runs first; new manifest rows are assigned to ingest buckets (`web_video_buckets`
+partitions) through the function the new-video sensor uses, and `web_video_ingest` runs once per
+bucket with work (new videos, or failed ones to retry; a failed video is recorded in its bucket's
+outcomes and the others go on); `weekly_retrain` (the scheduled job) runs last. Each job runs with its own
 executor (in-process by default here; `--executor multiprocess` as the daemon runs it), retries and tags. The console gets one line per
 asset (time, key figures); Dagster's own event stream is shown at `--log-level` (default warning)."""
 
@@ -158,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     from dagster._core.definitions.reconstruct import ReconstructableRepository
 
     from dap_assets.assets.automation import ingest_job, retrain_job, web_video_job
-    from dap_assets.assets.web import new_video_partitions, WEB_VIDEOS
+    from dap_assets.assets.web import WEB_VIDEO_BUCKETS, new_video_buckets
+    from dap_model.video.buckets import pending_buckets
     from dap_model.storage import open_store
 
     pipeline_run = uuid.uuid4().hex[:16]
@@ -183,16 +185,18 @@ def main(argv: list[str] | None = None) -> int:
         if not ok:
             print(f"{ingest_job.name} failed (Dagster run {run_id}); see the Dagster UI", flush=True)
             return 1
-        new, _, reason = new_video_partitions(instance, cfg, open_store(cfg.storage))
-        if new:
-            instance.add_dynamic_partitions(WEB_VIDEOS.name, new)
-        videos = list(instance.get_dynamic_partitions(WEB_VIDEOS.name))
-        print(f"{follower._clock()} {len(videos)} web videos ({len(new)} new)" + (f": {reason}" if not videos else ""),
-              flush=True)
-        for vid in videos:
-            ok, run_id = _run_job(recon_repo, instance, web_video_job.name, run_config, tags, follower, vid)
+        store = open_store(cfg.storage)
+        plan = new_video_buckets(instance, cfg, store)
+        if plan.new_buckets:
+            instance.add_dynamic_partitions(WEB_VIDEO_BUCKETS.name, plan.new_buckets)
+        buckets = sorted(set(plan.touched) | set(pending_buckets(store)))
+        print(f"{follower._clock()} {plan.assigned} web videos ({len(plan.new_videos)} new) in "
+              f"{len(instance.get_dynamic_partitions(WEB_VIDEO_BUCKETS.name))} buckets, {len(buckets)} with work"
+              + (f": {plan.reason}" if plan.mark is None else ""), flush=True)
+        for bucket in buckets:
+            ok, run_id = _run_job(recon_repo, instance, web_video_job.name, run_config, tags, follower, bucket)
             if not ok:
-                failures.append(f"{web_video_job.name} [{vid}] (run {run_id})")
+                failures.append(f"{web_video_job.name} [{bucket}] (run {run_id})")
         ok, run_id = _run_job(recon_repo, instance, retrain_job.name, run_config, tags, follower)
         if not ok:
             failures.append(f"{retrain_job.name} (run {run_id})")

@@ -16,6 +16,8 @@ command and test names a key through this module, never as a string literal.
 | `web/manifest.parquet`                 | web_video_manifest          | the normalised video manifest (one row per video)   |
 | `web/videos/<video_id>.<ext>`, `.json` | web_videos (partitioned)    | a downloaded video and its sidecar                  |
 | `web/frames/<video_id>/`               | web_frames (partitioned)    | frame shards, `frames.parquet`, `summary.json`      |
+| `web/buckets/assignment.parquet`       | new-video sensor, make run  | video → bucket (append-only; buckets = partitions)  |
+| `web/buckets/<bucket>/outcomes.parquet`| web_videos, web_frames      | one row per video of a bucket: status, reason       |
 | `web/gt/*.tar`                         | web_video_manifest          | withheld depth of the default videos (measurement)  |
 | `web/test/*.tar`, `manifest.parquet`   | web_video_manifest          | the held-out web benchmark                          |
 | `synth/shards/*.tar`, `synth/gt/*.tar` | dit360_indoor               | synthesised panoramas; withheld depth (measurement) |
@@ -74,6 +76,8 @@ WEB_DEFAULT_MANIFEST = join(WEB_DEFAULT, "manifest.csv")  # CSV list of the gene
 WEB_MANIFEST = manifest(WEB)  # the normalised video manifest, one row per video
 WEB_VIDEOS = join(WEB, "videos")  # downloaded videos <video_id>.<ext> + <video_id>.json sidecars
 WEB_FRAMES = join(WEB, "frames")  # one folder per video: frame shards, frames.parquet, summary.json
+WEB_BUCKETS = join(WEB, "buckets")  # ingest buckets: the video → bucket assignment and each bucket's outcomes
+WEB_BUCKET_ASSIGNMENT = join(WEB_BUCKETS, "assignment.parquet")  # video_id, bucket; rows are only ever appended
 WEB_GT = join(WEB, "gt")  # withheld depth of the default videos' frames: read only by measurement code
 WEB_TEST = join(WEB, "test")  # the held-out web benchmark: shards + manifest.parquet
 WEB_TEST_MANIFEST = manifest(WEB_TEST)  # one row per web benchmark frame
@@ -95,8 +99,13 @@ def web_video_sidecar(video_id: str) -> str:
     return join(WEB_VIDEOS, f"{video_id}.json")
 
 
+def web_bucket_outcomes(bucket: str) -> str:
+    """One bucket's per-video outcomes (the `web_videos` / `web_frames` partition)."""
+    return join(WEB_BUCKETS, bucket, "outcomes.parquet")
+
+
 def web_frames(video_id: str) -> str:
-    """One video's frames prefix (the web_frames partition)."""
+    """One video's frames prefix (written by its bucket's `web_frames` run)."""
     return join(WEB_FRAMES, video_id)
 
 

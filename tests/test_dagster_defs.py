@@ -62,3 +62,6 @@ def test_the_code_location_defines_exactly_these_assets_checks_jobs_schedules_an
     assert {j.name for j in defs.jobs} == {"ingest", "web_video_ingest", "weekly_retrain"}
     assert {s.name: s.job_name for s in defs.schedules} == {"weekly_retrain_schedule": "weekly_retrain"}
     assert {s.name: s.job_name for s in defs.sensors} == {"web_video_manifest_sensor": "web_video_ingest"}
+    partitioned = {k.to_user_string(): graph.get(k).partitions_def for k in graph.get_all_asset_keys()
+                   if graph.get(k).is_materializable and graph.get(k).partitions_def is not None}
+    assert {k: p.name for k, p in partitioned.items()} == {"web_videos": "web_video_buckets", "web_frames": "web_video_buckets"}

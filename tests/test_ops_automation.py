@@ -169,19 +169,22 @@ def test_retry_policy_retries_a_transient_failure_then_succeeds():
 
 
 @pytest.mark.slow
-def test_new_video_sensor_adds_partitions_for_new_manifest_rows_only():
+def test_new_video_sensor_adds_buckets_and_runs_for_new_manifest_rows_only():
     sensor = defs.resolve_sensor_def("web_video_manifest_sensor")
     import pandas as pd
 
+    from dap_assets.assets.web import WEB_VIDEO_BUCKETS
     from dap_assets.resources import default_resources
+    from dap_model.video.buckets import load_assignment
     from dap_model.video.pipeline import load_manifest, manifest_source
 
     resources = default_resources(profile="test")
+    store = resources["storage"].store()
     manifest_asset = next(a for a in defs.assets if isinstance(a, dg.AssetsDefinition)
                           and dg.AssetKey("web_video_manifest") in a.keys)
     with dg.instance_for_test() as instance:
-        def evaluate():
-            with dg.build_sensor_context(instance=instance, resources=resources, definitions=defs) as ctx:
+        def evaluate(cursor=None, res=resources):
+            with dg.build_sensor_context(instance=instance, resources=res, definitions=defs, cursor=cursor) as ctx:
                 return sensor(ctx)
 
         first = evaluate()
@@ -191,28 +194,34 @@ def test_new_video_sensor_adds_partitions_for_new_manifest_rows_only():
         second = evaluate()
         assert isinstance(second, dg.SensorResult), second
         (request,) = second.dynamic_partitions_requests
+        assert request.partitions_def_name == WEB_VIDEO_BUCKETS.name == "web_video_buckets"
         cfg = resources["dap"].get()
-        source = manifest_source(cfg, resources["storage"].store())
+        source = manifest_source(cfg, store)
         rows = pd.read_csv(source) if source.endswith(".csv") else pd.read_parquet(source)
-        assert len(request.partition_keys) == len(rows) >= 1
-        assert [r.partition_key for r in second.run_requests] == list(request.partition_keys)
+        assert 1 <= len(rows) <= cfg.video.bucket_size and list(request.partition_keys) == ["b000000"]
+        assert load_assignment(store)["bucket"].tolist() == ["b000000"] * len(rows)
+        assert [r.partition_key for r in second.run_requests] == ["b000000"]
         assert {r.job_name or sensor.job_name for r in second.run_requests} == {web_video_job.name}
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
 
-        third = evaluate()
-        assert not getattr(third, "dynamic_partitions_requests", None)
+        for cursor in (second.cursor, None):  # with its cursor, and after a cursor reset: nothing to do
+            idle = evaluate(cursor)
+            assert not getattr(idle, "dynamic_partitions_requests", None) and not getattr(idle, "run_requests", None)
 
         new_row = {c: None for c in rows.columns}
         new_row["url"] = str(ROOT.parent / "shared" / "fixtures" / "gvr_testRoom1_1920Mono.mp4")
         pd.concat([rows, pd.DataFrame([new_row])]).to_csv(source, index=False)
-        ids = list(load_manifest(cfg, resources["storage"].store())["video_id"])
+        ids = list(load_manifest(cfg, store)["video_id"])
         assert len(ids) == len(rows) + 1
-        fourth = evaluate()
+        # a bucket size of one: the new row opens a new bucket; the old bucket keeps its videos
+        fourth = evaluate(second.cursor, default_resources(profile="test", overrides=["video.bucket_size=1"]))
         assert isinstance(fourth, dg.SensorResult), fourth.skip_message
         (added,) = fourth.dynamic_partitions_requests
-        assert list(added.partition_keys) == [ids[-1]]
-        assert ids[-1] not in request.partition_keys
-
+        assert list(added.partition_keys) == ["b000001"]
+        assert [r.partition_key for r in fourth.run_requests] == ["b000001"]
+        assignment = load_assignment(store)
+        assert assignment["bucket"].tolist() == ["b000000"] * len(rows) + ["b000001"]
+        assert assignment["video_id"].iloc[-1] == ids[-1]
 
 
 def test_manifest_checks_fail_on_a_bad_manifest_and_pass_on_a_good_one():

@@ -3,8 +3,9 @@
 One pipeline execution is three jobs, every run tagged with the same `dap.pipeline_run`:
 
     ingest             labelled panoramas, the web-video manifest, indoor synthesis
-    web_video_ingest   one run per `web_videos` partition: download + frames (the new-video sensor
-                       launches it for new manifest rows)
+    web_video_ingest   one run per ingest bucket (a `web_video_buckets` partition of up to
+                       `video.bucket_size` videos): download + frames, the bucket's videos in
+                       parallel (the new-video sensor launches it for buckets with new rows)
     weekly_retrain     everything else: tags, pool, the three stages, curation, report, distillation
 
 `make run` (`dap_assets.pipeline`) launches all three; the schedule launches `weekly_retrain`.
@@ -36,7 +37,8 @@ ingest_job = define_asset_job(
 )
 web_video_job = define_asset_job(
     "web_video_ingest", selection=web_video_selection, tags=_tags("web_video_ingest"), executor_def=executor_def(),
-    description="One web video (a `web_videos` partition): download, layout, horizon check, frames.",
+    description="One ingest bucket of web videos (a `web_video_buckets` partition), in parallel: "
+                "download, layout, horizon check, frames; one outcome row per video.",
 )
 retrain_job = define_asset_job(
     "weekly_retrain", selection=retrain_selection, tags=_tags("weekly_retrain"), executor_def=executor_def(),

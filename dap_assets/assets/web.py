@@ -1,9 +1,10 @@
-"""Web panoramic video: manifest → one dynamic partition per video (sensor) → download → frames."""
+"""Web panoramic video: manifest → ingest buckets of videos, one dynamic partition per bucket (sensor) →
+download → frames, each bucket's videos in parallel with one outcome row per video."""
 
 
 from dagster import (
     AssetCheckResult, AssetExecutionContext, DataVersion, DynamicPartitionsDefinition,
-    Failure, MaterializeResult, MetadataValue, SensorEvaluationContext, SensorResult, SkipReason,
+    MaterializeResult, MetadataValue, SensorEvaluationContext, SensorResult, SkipReason,
     AssetCheckSeverity, RunRequest, asset, asset_check, sensor,
 )
 
@@ -11,7 +12,7 @@ from dap_assets.assets.automation import web_video_job
 from dap_assets.resources import DapConfigResource, StorageResource
 from dap_model.errors import DapError, InputError
 
-WEB_VIDEOS = DynamicPartitionsDefinition(name="web_videos")
+WEB_VIDEO_BUCKETS = DynamicPartitionsDefinition(name="web_video_buckets")  # b000000, b000001, … (dap_model.video.buckets)
 
 
 @asset(group_name="web", description="Validated table of web video sources (generated default when video.manifest is empty).")
@@ -34,115 +35,115 @@ def web_video_manifest(context: AssetExecutionContext, dap: DapConfigResource, s
     })
 
 
-def new_video_partitions(instance, cfg, store) -> tuple[list[str], str | None, str]:
-    """Manifest rows without a `web_videos` partition: (new video ids, manifest fingerprint or
-    None when there is no manifest yet, a one-line reason when there is nothing to add). The
-    sensor and `make run` both register partitions through this function."""
-    from dap_model.video.manifest import manifest_fingerprint
-    from dap_model.video.pipeline import load_manifest, manifest_source, s3_endpoint
+def new_video_buckets(instance, cfg, store, cursor: str | None = None):
+    """Assign new manifest rows to ingest buckets (`dap_model.video.buckets.plan_buckets`)
+    against the `web_video_buckets` partitions the instance knows: a `BucketPlan` (new buckets
+    to add as partitions, buckets with work, the next cursor). The sensor and `make run` both
+    go through this function."""
+    from dap_model.video.buckets import plan_buckets
 
-    source = manifest_source(cfg, store)
-    mark = manifest_fingerprint(source, s3_endpoint(cfg))
-    if mark is None:
-        return [], None, f"no manifest at {source} yet (materialise web_video_manifest)"
-    try:
-        df = load_manifest(cfg, store)
-    except DapError as err:
-        return [], None, f"manifest {source} is invalid: {err}"
-    known = set(instance.get_dynamic_partitions(WEB_VIDEOS.name))
-    new = [v for v in df["video_id"] if v not in known]
-    return new, mark, "" if new else f"no new videos in {source}"
+    return plan_buckets(cfg, store, instance.get_dynamic_partitions(WEB_VIDEO_BUCKETS.name), cursor)
 
 
 @sensor(name="web_video_manifest_sensor", minimum_interval_seconds=60, job=web_video_job,
-        description="Adds one `web_videos` partition per new manifest row and launches its ingestion run.")
+        description="Assigns new manifest rows to ingest buckets, adds new buckets as `web_video_buckets` "
+                    "partitions and launches an ingestion run per bucket with new videos.")
 def web_video_manifest_sensor(context: SensorEvaluationContext, dap: DapConfigResource, storage: StorageResource):
-    new, mark, reason = new_video_partitions(context.instance, dap.get(), storage.store())
-    if mark is None:
-        return SkipReason(reason)
-    if not new:
-        return SensorResult(skip_reason=SkipReason(reason), cursor=mark)
+    plan = new_video_buckets(context.instance, dap.get(), storage.store(), context.cursor)
+    if plan.mark is None:
+        return SkipReason(plan.reason)
+    if not plan.touched:
+        return SensorResult(skip_reason=SkipReason(plan.reason), cursor=plan.cursor)
     return SensorResult(
-        dynamic_partitions_requests=[WEB_VIDEOS.build_add_request(new)],
-        run_requests=[RunRequest(partition_key=v) for v in new],
-        cursor=mark,
+        dynamic_partitions_requests=[WEB_VIDEO_BUCKETS.build_add_request(plan.new_buckets)] if plan.new_buckets else [],
+        # run_key: a tick retried after a crash does not launch a bucket twice for the same rows
+        run_requests=[RunRequest(partition_key=b, run_key=f"{b}@{plan.assigned}") for b in plan.touched],
+        cursor=plan.cursor,
     )
 
 
-def _fail(err: Exception, what: str) -> Failure:
-    return Failure(description=f"{what}: {err}", metadata={"reason": str(err), "error": type(err).__name__})
+def _log(context):
+    return lambda msg: context.log.info(f"[{context.partition_key}] {msg}")
 
 
-@asset(group_name="web", partitions_def=WEB_VIDEOS, deps=[web_video_manifest],
-       description="Raw video of one manifest row, stored as web/videos/<video_id>.<ext> with its sha256.")
+@asset(group_name="web", partitions_def=WEB_VIDEO_BUCKETS, deps=[web_video_manifest],
+       description="Raw videos of one ingest bucket, downloaded in parallel: web/videos/<video_id>.<ext> with "
+                   "their sha256; per-video outcomes in web/buckets/<bucket>/outcomes.parquet.")
 def web_videos(context: AssetExecutionContext, dap: DapConfigResource, storage: StorageResource) -> MaterializeResult:
-    from dap_model.video.pipeline import fetch_video
+    from dap_model.video.buckets import ingest_bucket_videos, outcome_counts, outcomes_version
 
-    vid = context.partition_key
-    try:
-        meta = fetch_video(dap.get(), storage.store(), vid)
-    except DapError as err:
-        raise _fail(err, f"web video {vid}") from None
-    from dap_model.versioning import store_hash
-
-    return MaterializeResult(data_version=DataVersion(store_hash(storage.store(), meta["key"])), metadata={
-        "source": meta["source"], "uri": meta["uri"], "sha256": meta["sha256"], "size_bytes": meta["size_bytes"],
-        "resolution": f"{meta['width']}x{meta['height']}", "fps": meta["fps"], "frames": meta["frames"],
-        "method": meta["method"], "cached": meta["cached"], "licence": str(meta.get("licence")),
+    df = ingest_bucket_videos(dap.get(), storage.store(), context.partition_key, _log(context))
+    return MaterializeResult(data_version=DataVersion(outcomes_version(df, ("video_id", "sha256"))), metadata={
+        **outcome_counts(df), "failures": MetadataValue.md(_failures(df)),
     })
 
 
-@asset(group_name="web", partitions_def=WEB_VIDEOS, deps=[web_videos],
-       description="Validated ERP frames of one video: shards web/frames/<video_id>/ + frames.parquet.")
+@asset(group_name="web", partitions_def=WEB_VIDEO_BUCKETS, deps=[web_videos],
+       description="Validated ERP frames of one ingest bucket's videos, extracted in parallel: "
+                   "web/frames/<video_id>/ (shards + frames.parquet) per video; outcomes per video.")
 def web_frames(context: AssetExecutionContext, dap: DapConfigResource, storage: StorageResource) -> MaterializeResult:
-    from dap_model.video.pipeline import extract_video
+    from dap_model.video.buckets import extract_bucket_frames, outcome_counts, outcomes_version
 
-    vid = context.partition_key
-    try:
-        df, summary = extract_video(dap.get(), storage.store(), vid)
-    except DapError as err:
-        raise _fail(err, f"web frames {vid}") from None
-    from dap_model import layout
-    from dap_model.versioning import store_hash
-
-    return MaterializeResult(data_version=DataVersion(store_hash(storage.store(), layout.web_frames(vid))), metadata={
-        "sampled": summary["sampled"], "accepted": summary["accepted"], "rejected": summary["rejected"],
-        "by_reason": MetadataValue.json(summary["by_reason"]), "layouts": MetadataValue.json(summary["layouts"]),
-        "layout_sources": MetadataValue.json(summary.get("layout_sources", {})),
-        "shards": len(summary["shards"]), "cached": summary["cached"],
-        "median_tilt_deg": float(df.loc[df["accepted"], "tilt_deg"].median()) if summary["accepted"] else float("nan"),
+    df = extract_bucket_frames(dap.get(), storage.store(), context.partition_key, _log(context))
+    ok = df[df["status"] == "ok"]
+    return MaterializeResult(data_version=DataVersion(outcomes_version(df)), metadata={
+        **outcome_counts(df), "frames_sampled": int(ok["frames_sampled"].sum()),
+        "failures": MetadataValue.md(_failures(df)),
     })
 
 
-@asset_check(asset=web_frames, description="frames.parquet of the partition passes the pandera schema")
+def _failures(df, limit: int = 20) -> str:
+    bad = df[df["status"] != "ok"]
+    if bad.empty:
+        return "none"
+    return bad[["video_id", "status", "step", "reason"]].head(limit).to_markdown(index=False) + (
+        f"\n\n… and {len(bad) - limit} more" if len(bad) > limit else "")
+
+
+def _bucket(context) -> str | None:
+    return context.partition_key if context.has_partition_key else None
+
+
+@asset_check(asset=web_frames, description="the bucket's outcomes table and every ok video's frames.parquet "
+                                           "pass their pandera schemas")
 def web_frames_manifest_valid(context, storage: StorageResource) -> AssetCheckResult:
+    from dap_model.video.buckets import read_outcomes
     from dap_model.video.frames import validate_frames_manifest
     from dap_model.video.pipeline import read_frames_manifest
 
-    vid = context.partition_key if context.has_partition_key else None
-    if vid is None:
-        return AssetCheckResult(passed=False, description="run per partition (one video)")
+    bucket = _bucket(context)
+    if bucket is None:
+        return AssetCheckResult(passed=False, description="run per partition (one bucket)")
+    store = storage.store()
     try:
-        df = validate_frames_manifest(read_frames_manifest(storage.store(), vid), f"frames manifest of {vid}")
+        df = read_outcomes(store, bucket)
+        if df is None:
+            return AssetCheckResult(passed=False, description=f"bucket {bucket} has no outcomes table")
+        rows = 0
+        for vid in df.loc[(df["status"] == "ok") & (df["step"] == "frames"), "video_id"]:
+            rows += len(validate_frames_manifest(read_frames_manifest(store, vid), f"frames manifest of {vid}"))
     except (DapError, InputError) as err:
         return AssetCheckResult(passed=False, metadata={"error": str(err)})
-    return AssetCheckResult(passed=True, metadata={"rows": len(df), "accepted": int(df["accepted"].sum())})
+    return AssetCheckResult(passed=True, metadata={"videos": len(df), "frame_rows": rows})
 
 
-@asset_check(asset=web_frames, description="the video yielded at least one accepted frame (WARN otherwise)")
+@asset_check(asset=web_frames, description="every video of the bucket was processed and yielded at least one "
+                                           "accepted frame (WARN otherwise: failed videos never fail the bucket)")
 def web_frames_yield(context, storage: StorageResource) -> AssetCheckResult:
-    from dap_model.video.pipeline import read_frames_manifest
+    from dap_model.video.buckets import outcome_counts, read_outcomes
 
-    vid = context.partition_key if context.has_partition_key else None
-    if vid is None:
-        return AssetCheckResult(passed=False, description="run per partition (one video)")
-    df = read_frames_manifest(storage.store(), vid)
-    accepted = int(df["accepted"].sum())
+    bucket = _bucket(context)
+    if bucket is None:
+        return AssetCheckResult(passed=False, description="run per partition (one bucket)")
+    df = read_outcomes(storage.store(), bucket)
+    if df is None:
+        return AssetCheckResult(passed=False, severity=AssetCheckSeverity.WARN, description=f"bucket {bucket}: no outcomes")
+    failed = df[df["status"] == "failed"]
+    empty = df[(df["status"] == "ok") & (df["frames_accepted"] == 0)]
     return AssetCheckResult(
-        passed=accepted > 0,
+        passed=failed.empty and empty.empty,
         severity=AssetCheckSeverity.WARN,
-        metadata={"accepted": accepted, "sampled": len(df),
-                  "by_reason": MetadataValue.json({str(k): int(v) for k, v in df["reason"].value_counts().items()})},
+        metadata={**outcome_counts(df), "no_accepted_frame": len(empty), "failures": MetadataValue.md(_failures(df))},
     )
 
 

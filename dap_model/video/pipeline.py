@@ -1,7 +1,8 @@
-"""The three web-video steps as plain functions over (config, data store): what the Dagster
-assets `web_video_manifest`, `web_videos` and `web_frames` call. Each step is idempotent: a
-video already fetched from the same source, or frames already extracted from the same bytes
-with the same knobs, are not redone, so re-materialising all partitions only retries failures."""
+"""The web-video steps of one video as plain functions over (config, data store): what the
+Dagster asset `web_video_manifest` calls, and what a bucket's run (`dap_model.video.buckets`,
+assets `web_videos` and `web_frames`) calls per video. Each step is idempotent: a video already
+fetched from the same source, or frames already extracted from the same bytes with the same
+knobs, are not redone."""
 
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ from dap_model.video.download import download_video, probe_video
 from dap_model.video.frames import collect_frames
 from dap_model.video.manifest import check_title, read_manifest
 from dap_model.video.webstyle import generate_default
+
+
+BATCHING_KNOBS = ("bucket_size", "bucket_workers")  # `video` knobs that only group and schedule videos
 
 
 def s3_endpoint(cfg) -> str:
@@ -73,9 +77,10 @@ def _sidecar(store, vid: str) -> dict | None:
     return json.loads(store.get_bytes(key))
 
 
-def fetch_video(cfg, store, vid: str) -> dict:
-    """`web_videos` for one video id: download, check, store as `web/videos/<id>.<ext>`."""
-    row = _row(cfg, store, vid)
+def fetch_video(cfg, store, vid: str, row: dict | None = None) -> dict:
+    """One video of a `web_videos` bucket: download, check, store as `web/videos/<id>.<ext>`.
+    `row` is its manifest row (read from the manifest when None)."""
+    row = _row(cfg, store, vid) if row is None else row
     check_title(row.get("title"))
     old = _sidecar(store, vid)
     if old and old.get("source") == row["url"] and store.exists(old["key"]):
@@ -102,17 +107,20 @@ def fetch_video(cfg, store, vid: str) -> dict:
     return {**meta, "cached": False}
 
 
-def _settings_digest(cfg) -> str:
-    return hashlib.sha256(json.dumps(cfg.video.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+def settings_digest(cfg) -> str:
+    """Digest of the `video` knobs: frames extracted under another digest are redone. How
+    videos are grouped and run (`BATCHING_KNOBS`) does not change a video's frames."""
+    knobs = cfg.video.model_dump(mode="json", exclude=set(BATCHING_KNOBS))
+    return hashlib.sha256(json.dumps(knobs, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def extract_video(cfg, store, vid: str) -> tuple[pd.DataFrame, dict]:
-    """`web_frames` for one video id: frames manifest (validated) and a summary."""
+    """One video of a `web_frames` bucket: frames manifest (validated) and a summary."""
     src = _sidecar(store, vid)
     if src is None:
-        raise InputError(f"video {vid!r}: not downloaded yet (materialise web_videos for this partition)")
+        raise InputError(f"video {vid!r}: not downloaded yet (materialise web_videos for its bucket)")
     prefix = layout.web_frames(vid)
-    digest = _settings_digest(cfg)
+    digest = settings_digest(cfg)
     if store.exists(f"{prefix}/summary.json") and store.exists(f"{prefix}/frames.parquet"):
         old = json.loads(store.get_bytes(f"{prefix}/summary.json"))
         if old.get("sha256") == src["sha256"] and old.get("settings") == digest:
