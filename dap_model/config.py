@@ -156,7 +156,9 @@ class VideoConfig(Section):
         100, ge=1, description="videos per ingest bucket (one Dagster partition of web_videos/web_frames): "
         "250,000 videos make 2,500 partitions; a change applies to buckets opened afterwards"
     )
-    bucket_workers: int = Field(2, ge=1, description="videos of one bucket processed at once (threads)")
+    bucket_workers: int = Field(
+        2, ge=1, description="videos of one bucket processed at once: download threads, then frame-extraction processes"
+    )
     pool_videos: int = Field(4, ge=0, description="generated default: videos in the manifest")
     test_videos: int = Field(2, ge=0, description="generated default: held-out web-test videos")
     video_duration_s: float = Field(6.0, gt=0, description="generated default: seconds per video")
