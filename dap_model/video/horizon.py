@@ -1,28 +1,35 @@
 """Horizon validation of equirectangular frames: is the camera upright, is the frame a full
 360°×180° ERP, is there anything in it?
 
+All work happens on the frame downscaled to `VideoConfig.horizon_height` (128 px: a [128,256]
+grey image and a [32,64] thumbnail), so the cost does not grow with the video's resolution.
+Pole caps (rows that are flat fill: black bands, a blurred or painted nadir, see
+`dap_model.video.frames.valid_band`) take no part in either cue.
+
 Tilt estimate: the world up `u` (camera frame) that best explains two independent cues, as a
-sum of log-likelihoods over candidate directions within `search_deg` of +y.
+sum of log-likelihoods over candidate directions within `SEARCH_DEG` of +y.
 
-1. Line segments (OpenCV LSD on the grey frame at `work_height`). A segment's two end rays span
-   the great circle that carries it; its normal n is ⟂ the segment's 3-D direction. Vertical
-   world lines have n·u = 0; horizontal ones have n ⟂ their horizontal direction, and in a
-   man-made (Manhattan) scene most horizontal lines follow two perpendicular directions h1, h2 =
-   u × h1; distant lines on the horizon have n ∥ u. Each segment scores log(1 + K/ε), K = a
-   kernel of its best residual |n·a| over the axes a ∈ {u, h1(θ), h2(θ)} (θ per candidate from an
-   azimuth histogram with period 90°), weighted by sqrt(length): a frame with many consistent
-   segments is decisive, a few stray ones (clouds, foliage) are not.
-2. Brightness vs elevation: the share η² of the colour variance explained by the elevation
-   above the candidate horizon (bins of asin(u·r)); sky above, ground below, ceiling lights,
-   floor. Scored as the Gaussian log-likelihood −(N_eff/2)·log(1 − η²). This carries outdoor
-   scenes with few straight lines.
+1. Line segments (OpenCV LSD on the grey frame), at least `SEGMENT_MIN_PX` long. A segment's two
+   end rays span the great circle that carries it; its normal n is ⟂ the segment's 3-D
+   direction. Vertical world lines have n·u = 0; horizontal ones have n ⟂ their horizontal
+   direction, and in a man-made (Manhattan) scene most horizontal lines follow two
+   perpendicular directions h1, h2 = u × h1; distant lines on the horizon have n ∥ u. Each
+   segment scores log(1 + K/ε), K = a kernel of its best residual |n·a| over the axes
+   a ∈ {u, h1(θ), h2(θ)} (θ per candidate from an azimuth histogram with period 90°), weighted by
+   its length: long consistent segments are decisive, short clutter (foliage, rocks) is dropped.
+2. Appearance vs elevation: the share η² of the variance of two rank-transformed channels
+   (grey level, blue − red) explained by the elevation above the candidate horizon (bins of
+   asin(u·r)): sky above, ground below, ceiling lights, floor. Ranks bound what one small bright
+   region (the sun, a lamp) can contribute. Scored as the Gaussian log-likelihood
+   −(N_eff/2)·log(1 − η²). This carries outdoor scenes with few straight lines.
 
-Coarse grid (`COARSE_STEP_DEG`), then a finer local grid around the best; the tilt is the angle
-between `u` and +y. Works on downscaled frames, so its cost does not grow with the video's
-resolution."""
+Coarse-to-fine search (`LEVELS`: a 6° grid over the whole cap, then 2° and 0.75° grids around
+the best); the tilt is the angle between `u` and +y. Candidate grids and per-pixel rays are
+cached per size."""
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -32,19 +39,19 @@ import numpy as np
 from dap_model.errors import InputError
 
 SEARCH_DEG = 45.0  # largest tilt searched (and so estimated)
-COARSE_STEP_DEG = 3.0  # candidate spacing of the coarse search over up directions
-FINE_STEP_DEG = 0.75  # candidate spacing of the local search around the coarse best
-FINE_RADIUS_DEG = 4.5  # radius of the local search
-LINE_SIGMA_DEG = 3.0  # segment residual kernel width (coarse search; fine search: 2/3 of it)
+# coarse-to-fine search: (radius deg (level 0: SEARCH_DEG), grid step deg, segment kernel width deg, thumbnail level)
+LEVELS = ((SEARCH_DEG, 6.0, 4.5, 0), (7.5, 2.0, 3.0, 0), (2.5, 0.75, 2.0, 1))
 LINE_EPS = 0.5  # segment log-likelihood floor: log(1 + K/eps), K in [0,1]
 AZIMUTH_BIN_DEG = 2.0  # azimuth histogram bin for the Manhattan horizontal directions
 SEGMENT_MAX_LAT_DEG = 65.0  # segments whose midpoint is nearer a pole are dropped (ERP smear there)
+SEGMENT_MIN_PX = 6.0  # shorter segments (at 128 px) are clutter, dropped
+CAP_MARGIN_DEG = 3.0  # segments ending this near a pole cap's edge are dropped (the cap's border)
 LSD_MIN_HEIGHT = 128  # LSD runs on the grey frame upsampled to at least this height
-BRIGHT_HEIGHT = (16, 32)  # brightness cue: RGB thumbnail height (width 2x) in the coarse, fine search
-BRIGHT_BINS = (24, 48)  # elevation bins of the brightness cue (over 180°) in the coarse, fine search
-BRIGHT_NEFF = 100.0  # effective number of independent samples of the brightness cue
-MIN_SEGMENTS = 8  # fewer segments and a flat brightness profile: tilt unknown (no_structure)
-MIN_BRIGHT_ETA2 = 0.02  # brightness cue needs at least this share of variance explained
+BRIGHT_HEIGHT = (16, 32)  # appearance cue: thumbnail height (width 2x) in the coarse, fine levels
+BRIGHT_BINS = (24, 48)  # elevation bins of the appearance cue (over 180°) in the coarse, fine levels
+BRIGHT_NEFF = 800.0  # effective number of independent samples of the appearance cue
+MIN_SEGMENTS = 8  # fewer segments and a flat appearance profile: tilt unknown (no_structure)
+MIN_BRIGHT_ETA2 = 0.1  # appearance cue needs at least this share of variance explained
 
 
 @dataclass(frozen=True)
@@ -62,15 +69,16 @@ class HorizonResult:
     stats: dict = field(default_factory=dict)
 
 
-def _grey(frame: np.ndarray, work_height: int) -> np.ndarray:
+def _work(frame: np.ndarray, work_height: int) -> tuple[np.ndarray, np.ndarray]:
+    """The frame at the working size: (RGB uint8 [h,2h,3], grey float32 [h,2h]), h = min(work_height, H)."""
     if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
         desc = f"{frame.dtype} {list(frame.shape)}" if isinstance(frame, np.ndarray) else type(frame).__name__
         raise InputError(f"check_horizon: frame must be uint8 [H,W,3], got {desc}")
     h = min(work_height, frame.shape[0])
-    g = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-    if g.shape[0] != h or g.shape[1] != 2 * h:
-        g = cv2.resize(g, (2 * h, h), interpolation=cv2.INTER_AREA)
-    return g.astype(np.float32)  # [h, 2h]
+    rgb = frame
+    if rgb.shape[0] != h or rgb.shape[1] != 2 * h:
+        rgb = cv2.resize(frame, (2 * h, h), interpolation=cv2.INTER_AREA)
+    return rgb, cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
 
 
 def thumbnail(frame: np.ndarray, size: tuple[int, int] = (32, 16)) -> np.ndarray:
@@ -135,12 +143,14 @@ def _erp_rays(u: np.ndarray, v: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.stack([cl * np.sin(lon), np.sin(lat), cl * np.cos(lon)], axis=-1)
 
 
-def line_segments(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def line_segments(g: np.ndarray, band_deg: tuple[float, float] = (90.0, -90.0)) -> tuple[np.ndarray, np.ndarray]:
     """LSD segments of a grey ERP [h,2h] as great-circle normals and weights: ([N,3], [N]).
 
-    Normal = end ray × end ray (unit); weight = sqrt(length in pixels of `g`). Segments near the
-    poles are dropped: the ERP stretches everything there into image rows, whose chords would
-    all vote for the camera's own +y."""
+    Normal = end ray × end ray (unit); weight = length in pixels of `g`. Dropped: segments
+    shorter than `SEGMENT_MIN_PX` (scaled to g's height), segments near the poles (the ERP
+    stretches everything there into image rows, whose chords would all vote for the camera's
+    own +y) and segments ending within `CAP_MARGIN_DEG` of a pole cap (`band_deg` = (top,
+    bottom) latitude of the valid band: the cap's border is an image row, not a world line)."""
     h, w = g.shape
     k = max(1, math.ceil(LSD_MIN_HEIGHT / h))
     g8 = np.clip(g + 0.5, 0, 255).astype(np.uint8)
@@ -154,14 +164,22 @@ def line_segments(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     seg = lines.reshape(-1, 4).astype(np.float64) / k - 0.5 * (k - 1) / k  # [N,4] x1 y1 x2 y2 in g's pixels
     n = np.cross(_erp_rays(seg[:, 0], seg[:, 1], h, w), _erp_rays(seg[:, 2], seg[:, 3], h, w))  # [N,3]
     s = np.linalg.norm(n, axis=1)
-    mid_lat = 90.0 - (0.5 * (seg[:, 1] + seg[:, 3]) + 0.5) * (180.0 / h)
-    keep = (s > 1e-6) & (np.abs(mid_lat) < SEGMENT_MAX_LAT_DEG)
+    lat = 90.0 - (seg[:, [1, 3]] + 0.5) * (180.0 / h)  # [N,2] end latitudes
+    top, bottom = band_deg
     length = np.hypot(seg[:, 2] - seg[:, 0], seg[:, 3] - seg[:, 1])
-    return n[keep] / s[keep, None], np.sqrt(length[keep])
+    keep = (
+        (s > 1e-6)
+        & (np.abs(lat.mean(axis=1)) < SEGMENT_MAX_LAT_DEG)
+        & (length >= SEGMENT_MIN_PX * h / 128)
+        & (lat.max(axis=1) < top - CAP_MARGIN_DEG)
+        & (lat.min(axis=1) > bottom + CAP_MARGIN_DEG)
+    )
+    return n[keep] / s[keep, None], length[keep]
 
 
+@functools.lru_cache(maxsize=16)
 def _candidates(search_deg: float, step_deg: float) -> np.ndarray:
-    """Roughly uniform unit vectors within `search_deg` of +y: [M,3]."""
+    """Roughly uniform unit vectors within `search_deg` of +y: [M,3] (read-only, cached)."""
     cap = 1 - math.cos(math.radians(search_deg))
     n_sphere = int(4 * math.pi / math.radians(step_deg) ** 2)
     m = max(8, int(n_sphere * cap / 2))
@@ -169,19 +187,22 @@ def _candidates(search_deg: float, step_deg: float) -> np.ndarray:
     y = 1 - cap * i / m
     r = np.sqrt(1 - y * y)
     phi = i * math.pi * (3 - math.sqrt(5))
-    return np.stack([r * np.cos(phi), y, r * np.sin(phi)], axis=1).astype(np.float32)
+    out = np.stack([r * np.cos(phi), y, r * np.sin(phi)], axis=1)
+    out.setflags(write=False)
+    return out
 
 
 def _local_candidates(v: np.ndarray, radius_deg: float, step_deg: float) -> np.ndarray:
-    base = _candidates(radius_deg, step_deg)  # around +y; rotate +y onto v
-    y = np.array([0, 1, 0], np.float32)
+    """`_candidates(radius_deg, step_deg)` rotated from +y onto v: [M,3] float64."""
+    base = _candidates(radius_deg, step_deg)
+    y = np.array([0.0, 1.0, 0.0])
     axis = np.cross(y, v)
     s, c = float(np.linalg.norm(axis)), float(np.dot(y, v))
     if s < 1e-8:
         return base if c > 0 else -base
     kx = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]]) / s
     rot = np.eye(3) + s * kx + (1 - c) * kx @ kx
-    return (base @ rot.T.astype(np.float32)).astype(np.float32)
+    return base @ rot.T
 
 
 def _basis(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -223,55 +244,82 @@ def line_score(n: np.ndarray, w: np.ndarray, cands: np.ndarray, sigma_deg: float
     return w @ np.log1p(k / LINE_EPS)  # [M]
 
 
-_RAYS: dict = {}  # (h, w) -> (pixel rays [h*w,3], cos(lat) [h*w])
+@functools.lru_cache(maxsize=8)
+def _pixel_rays(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-pixel rays [h*w,3], cos(lat) [h*w] and latitude of each row in degrees [h] of an [h,w] ERP."""
+    v, u = np.mgrid[0:h, 0:w]
+    lat_row = 90.0 - (np.arange(h) + 0.5) * (180.0 / h)
+    out = (_erp_rays(u, v, h, w).reshape(-1, 3), np.cos(np.radians(np.repeat(lat_row, w))), lat_row)
+    for x in out:
+        x.setflags(write=False)
+    return out
 
 
-def brightness_eta2(rgb: np.ndarray, cands: np.ndarray, bins: int) -> np.ndarray:
-    """Share of the colour variance of an RGB ERP [h,2h,3] explained by elevation above each
-    candidate horizon (area-weighted; `bins` bins of equal width in sin(elevation), i.e. equal
-    area, finest at the horizon): [M] in [0,1]."""
-    h, w = rgb.shape[:2]
-    if (h, w) not in _RAYS:
-        v, u = np.mgrid[0:h, 0:w]
-        _RAYS[(h, w)] = (_erp_rays(u, v, h, w).reshape(-1, 3).astype(np.float32),
-                         np.cos(np.pi / 2 - (v.ravel() + 0.5) * np.pi / h))
-    rays, area = _RAYS[(h, w)]
-    col = rgb.reshape(-1, 3).astype(np.float64)
-    col -= (col * area[:, None]).sum(0) / area.sum()
+def _rank(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Ranks of x's valid entries scaled to [0,1] (ties broken by position); invalid entries 0: same shape."""
+    out = np.zeros(x.shape, np.float64)
+    xv = x[valid]
+    if xv.size > 1:
+        r = np.empty(xv.size)
+        r[np.argsort(xv, kind="stable")] = np.arange(xv.size) / (xv.size - 1)
+        out[valid] = r
+    return out
+
+
+def appearance(rgb: np.ndarray, band_deg: tuple[float, float]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per level of `BRIGHT_HEIGHT`: (features [hb*2hb,2] float64, area weight [hb*2hb]) of an
+    RGB ERP [h,2h,3]: ranks of the grey level and of blue − red among the pixels of the valid
+    band (`band_deg` = (top, bottom) latitude), area weight cos(lat) there and 0 in the caps."""
+    out = []
+    for bh in BRIGHT_HEIGHT:
+        f = cv2.resize(rgb, (2 * bh, bh), interpolation=cv2.INTER_AREA).astype(np.float32)  # [bh,2bh,3]
+        _, cos_lat, lat_row = _pixel_rays(bh, 2 * bh)
+        valid = np.repeat((lat_row <= band_deg[0]) & (lat_row >= band_deg[1]), 2 * bh)  # [bh*2bh]
+        grey = f @ np.array([0.299, 0.587, 0.114], np.float32)
+        chroma = f[..., 2] - f[..., 0]
+        feat = np.stack([_rank(grey.ravel(), valid), _rank(chroma.ravel(), valid)], axis=1)
+        out.append((feat, cos_lat * valid))
+    return out
+
+
+def brightness_eta2(feat: np.ndarray, area: np.ndarray, h: int, cands: np.ndarray, bins: int) -> np.ndarray:
+    """Share of the variance of per-pixel features (feat [h*2h,C] of an [h,2h] ERP, weights `area`
+    [h*2h]) explained by elevation above each candidate horizon (cands [M,3]; `bins` bins of
+    equal width in sin(elevation), i.e. equal area, finest at the horizon): [M] in [0,1]."""
+    rays = _pixel_rays(h, 2 * h)[0]
+    keep = area > 0
+    rays, area, col = rays[keep], area[keep], feat[keep]
+    col = col - (col * area[:, None]).sum(0) / max(area.sum(), 1e-12)
     total = float((area[:, None] * col * col).sum()) + 1e-9
     m = cands.shape[0]
-    z = rays @ cands.T.astype(np.float32)  # [P,M] sin(elevation)
+    z = rays @ cands.T  # [P,M] sin(elevation)
     idx = (np.minimum(((z + 1) * (bins / 2)).astype(np.int64), bins - 1) + np.arange(m) * bins).ravel()
     cnt = np.bincount(idx, np.repeat(area, m), m * bins)
     explained = np.zeros(m * bins)
-    for ch in range(3):
+    for ch in range(col.shape[1]):
         s = np.bincount(idx, np.repeat(col[:, ch] * area, m), m * bins)
         explained += s * s
     return (explained / np.maximum(cnt, 1e-12)).reshape(m, bins).sum(1) / total
 
 
-def _log_lik(n, w, small, cands, sigma_deg, bins) -> tuple[np.ndarray, np.ndarray]:
-    eta2 = brightness_eta2(small, cands, bins)
-    ll = -0.5 * BRIGHT_NEFF * np.log1p(-np.minimum(eta2, 0.999))
-    if n.shape[0]:
-        ll = ll + line_score(n, w, cands, sigma_deg)
-    return ll, eta2
-
-
-def estimate_up(g: np.ndarray, rgb: np.ndarray, search_deg: float = SEARCH_DEG) -> tuple[np.ndarray, float, int]:
-    """World up in the camera frame from a grey ERP g [h,2h] and the RGB frame [H,2H,3]:
+def estimate_up(
+    g: np.ndarray, rgb: np.ndarray, band_deg: tuple[float, float] = (90.0, -90.0), search_deg: float = SEARCH_DEG
+) -> tuple[np.ndarray, float, int]:
+    """World up in the camera frame from a grey ERP g [h,2h] and the RGB frame [H,2H,3], both
+    cues restricted to the valid band `band_deg` = (top, bottom) latitude:
     (up [3], confidence, n_segments); up is nan when neither cue has any evidence."""
-    n, w = line_segments(g)
-    small, mid = (cv2.resize(rgb, (2 * bh, bh), interpolation=cv2.INTER_AREA) for bh in BRIGHT_HEIGHT)
-    cands = _candidates(search_deg, COARSE_STEP_DEG).astype(np.float64)
-    ll, eta2 = _log_lik(n, w, small, cands, LINE_SIGMA_DEG, BRIGHT_BINS[0])
-    if n.shape[0] < MIN_SEGMENTS and float(eta2.max()) < MIN_BRIGHT_ETA2:
-        return np.full(3, np.nan, np.float32), 0.0, int(n.shape[0])
-    v = cands[int(np.argmax(ll))].astype(np.float32)
-    fine = _local_candidates(v, FINE_RADIUS_DEG, FINE_STEP_DEG).astype(np.float64)
-    ll, eta2 = _log_lik(n, w, mid, fine, LINE_SIGMA_DEG * 2 / 3, BRIGHT_BINS[1])
-    i = int(np.argmax(ll))
-    v = fine[i]
+    n, w = line_segments(g, band_deg)
+    thumbs = appearance(rgb, band_deg)
+    v = np.array([0.0, 1.0, 0.0])
+    for level, (radius, step, sigma, t) in enumerate(LEVELS):
+        cands = _local_candidates(v, search_deg if level == 0 else radius, step)
+        eta2 = brightness_eta2(*thumbs[t], BRIGHT_HEIGHT[t], cands, BRIGHT_BINS[t])
+        ll = -0.5 * BRIGHT_NEFF * np.log1p(-np.minimum(eta2, 0.999))
+        if n.shape[0]:
+            ll = ll + line_score(n, w, cands, sigma)
+        if level == 0 and n.shape[0] < MIN_SEGMENTS and float(eta2.max()) < MIN_BRIGHT_ETA2:
+            return np.full(3, np.nan, np.float32), 0.0, int(n.shape[0])
+        v = cands[int(np.argmax(ll))]
     conf = 0.0
     if n.shape[0]:  # share of segment weight within 2° of an axis-consistent line
         d = np.abs(n @ v)
@@ -291,13 +339,14 @@ def check_horizon(
     `settings` is a `VideoConfig` (its thresholds; default: `VideoConfig()`); `prev` is the
     previous sampled frame, to report a frozen stream."""
     from dap_model.config import VideoConfig
+    from dap_model.video.frames import valid_band  # frames imports this module
 
     s = settings if settings is not None else VideoConfig()
     h0, w0 = frame.shape[:2] if isinstance(frame, np.ndarray) and frame.ndim >= 2 else (0, 0)
     if h0 == 0 or abs(w0 / h0 - 2.0) > 2.0 * s.aspect_tolerance:
-        _grey(frame, 8) if h0 else None
+        _work(frame, 8) if h0 else None
         return HorizonResult(False, math.nan, "not_2to1", f"frame is {w0}x{h0}, an ERP is 2:1")
-    g = _grey(frame, s.horizon_height)
+    rgb, g = _work(frame, s.horizon_height)  # [h,2h,3], [h,2h]
     mean, std = float(g.mean()), float(g.std())
     stats = {"mean": mean, "std": std}
     if mean < s.min_brightness:
@@ -310,8 +359,10 @@ def check_horizon(
             return HorizonResult(False, math.nan, "frozen", f"identical to the previous frame (diff {diff:.2f})", stats=stats)
     sr = seam_ratio(g)
     pr = pole_ratio(g, cv2.cvtColor(np.ascontiguousarray(frame[[0, -1]]), cv2.COLOR_RGB2GRAY))
-    up, conf, n_edges = estimate_up(g, frame)
-    stats["segments"] = n_edges
+    band = valid_band(rgb, s.cap_max_std)  # (top, bottom) latitude outside the pole caps
+    band = band if math.isfinite(band[0]) else (90.0, -90.0)
+    up, conf, n_edges = estimate_up(g, rgb, band)
+    stats.update(segments=n_edges, valid_lat_top=band[0], valid_lat_bottom=band[1])
     known = bool(np.all(np.isfinite(up)))
     tilt = math.degrees(math.acos(float(np.clip(up[1], -1, 1)))) if known else math.nan
     common = dict(
