@@ -18,6 +18,8 @@ cache, which the workers of a node share.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -26,6 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+from filelock import FileLock
 
 from dap_model.config import TrainConfig
 from dap_model.data.samples import clean_depth, decode_raw, resize_pair
@@ -149,7 +152,12 @@ class ShardStream:
         return items, True
 
     def _local(self, shard: Path | str) -> Path:
-        return Path(shard) if self.store is None else Path(self.store.fetch(str(shard)))
+        if self.store is None:
+            return Path(shard)
+        # one download per node: the other workers wait, then find the cached copy
+        name = hashlib.sha256(self.store.uri(str(shard)).encode()).hexdigest()[:24]
+        with FileLock(Path(tempfile.gettempdir()) / f"dap-fetch-{name}.lock"):
+            return Path(self.store.fetch(str(shard)))
 
     def _raw(self, epoch: int) -> Iterator[tuple[str, str, dict[str, bytes], str]]:
         shards, split_samples = self._epoch_shards(epoch)
@@ -216,19 +224,31 @@ class ShardStream:
 
 
 class _WorkerStream(torch.utils.data.IterableDataset):
-    """`stream.iter_from(position)` split across the DataLoader's workers (every W-th sample each)."""
+    """`stream.iter_from(position)` split across the DataLoader's workers (every W-th sample each).
+    Pickled into spawned workers; a dataclass store (S3Store, LocalStore) travels as its fields
+    and is rebuilt there, with its own client."""
 
     def __init__(self, stream: ShardStream, position: tuple[int, int]):
         self.stream, self.position = stream, position
 
+    def __getstate__(self) -> dict:
+        store = self.stream.store
+        if store is not None and dataclasses.is_dataclass(store):
+            spec = (type(store), {f.name: getattr(store, f.name) for f in fields(store) if f.init})
+            return {"stream": dataclasses.replace(self.stream, store=None), "store": spec, "position": self.position}
+        return {"stream": self.stream, "store": None, "position": self.position}
+
+    def __setstate__(self, state: dict) -> None:
+        stream = state["stream"]
+        if state["store"] is not None:
+            cls, kwargs = state["store"]
+            stream = dataclasses.replace(stream, store=cls(**kwargs))
+        self.stream, self.position = stream, state["position"]
+
     def __iter__(self) -> Iterator[dict]:
         info = torch.utils.data.get_worker_info()
         worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
-        stream = self.stream
-        if stream.store is not None and dataclasses.is_dataclass(stream.store):
-            # a fresh client per process (an S3 connection pool must not be shared across a fork)
-            stream = dataclasses.replace(stream, store=dataclasses.replace(stream.store))
-        return stream.iter_from(self.position, worker, workers)
+        return self.stream.iter_from(self.position, worker, workers)
 
 
 def _worker_init(_: int) -> None:
@@ -253,6 +273,7 @@ class BatchLoader:
             self._loader = torch.utils.data.DataLoader(
                 _WorkerStream(stream, (self.epoch, self.consumed)), batch_size=None, num_workers=workers,
                 prefetch_factor=prefetch, worker_init_fn=_worker_init,
+                multiprocessing_context="spawn",  # OpenCV's thread pool hangs in a forked child
                 generator=torch.Generator().manual_seed(stream.seed),  # leaves the global RNG alone
             )
             self._it = iter(self._loader)
