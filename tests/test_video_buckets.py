@@ -22,14 +22,21 @@ def _write_manifest(path, urls) -> None:
     pd.DataFrame({"url": urls, "licence": "CC-BY-4.0"}).to_csv(path, index=False)
 
 
+def _rows(ids) -> pd.DataFrame:
+    ids = list(ids)
+    return pd.DataFrame({"video_id": ids, "url": [f"https://x.org/{v}.mp4" for v in ids]})
+
+
 def test_extend_assignment_tops_up_the_newest_bucket_then_opens_new_ones():
-    empty = pd.DataFrame({"video_id": pd.Series(dtype=str), "bucket": pd.Series(dtype=str)})
-    a = extend_assignment(empty, [f"v{i}" for i in range(7)], 3)
+    empty = pd.DataFrame({c: pd.Series(dtype=str) for c in ("video_id", "bucket", "url")})
+    a = extend_assignment(empty, _rows(f"v{i}" for i in range(7)), 3)
     assert a["bucket"].tolist() == ["b000000"] * 3 + ["b000001"] * 3 + ["b000002"]
-    b = extend_assignment(a, ["v3", "x1", "x2", "x3", "x1"], 3)  # a known id and a repeat are not re-added
+    assert a["url"].iloc[6] == "https://x.org/v6.mp4"
+    b = extend_assignment(a, _rows(["v3", "x1", "x2", "x3", "x1"]), 3)  # a known id and a repeat are not re-added
     assert b.iloc[:7].equals(a)
+    assert b["video_id"].iloc[7:].tolist() == ["x1", "x2", "x3"]
     assert b["bucket"].iloc[7:].tolist() == ["b000002", "b000002", "b000003"]
-    assert extend_assignment(b, ["v0"], 3) is b
+    assert extend_assignment(b, _rows(["v0"]), 3) is b
     assert bucket_key(42) == "b000042"
 
 

@@ -40,7 +40,7 @@ BUCKET_PREFIX = "b"
 BUCKET_DIGITS = 6  # b000000 … b999999
 STATUSES = ("ok", "failed", "skipped")  # skipped: no longer in the manifest
 STEPS = ("manifest", "download", "frames")  # the last step a video went through
-ASSIGNMENT_COLUMNS = ("video_id", "bucket")
+ASSIGNMENT_COLUMNS = ("video_id", "bucket", "url")
 
 OUTCOMES_SCHEMA = pa.DataFrameSchema(
     {
@@ -66,12 +66,12 @@ def bucket_key(index: int) -> str:
     return f"{BUCKET_PREFIX}{index:0{BUCKET_DIGITS}d}"
 
 
-def extend_assignment(assignment: pd.DataFrame, video_ids, bucket_size: int) -> pd.DataFrame:
-    """`assignment` with the ids it does not hold yet appended in their order: the newest
-    bucket is topped up to `bucket_size` videos, then new buckets open. Rows already there
-    are never changed."""
-    known = set(assignment["video_id"])
-    new = list(dict.fromkeys(v for v in video_ids if v not in known))
+def extend_assignment(assignment: pd.DataFrame, rows: pd.DataFrame, bucket_size: int) -> pd.DataFrame:
+    """`assignment` with the videos of `rows` [video_id, url] it does not hold yet appended in
+    their order: the newest bucket is topped up to `bucket_size` videos, then new buckets open.
+    Rows already there are never changed."""
+    rows = rows[~rows["video_id"].isin(set(assignment["video_id"]))].drop_duplicates("video_id")
+    new = rows["video_id"].tolist()
     if not new:
         return assignment
     if assignment.empty:
@@ -88,7 +88,8 @@ def extend_assignment(assignment: pd.DataFrame, video_ids, bucket_size: int) -> 
             index, room = index + 1, bucket_size
         buckets.append(bucket_key(index))
         room -= 1
-    return pd.concat([assignment, pd.DataFrame({"video_id": new, "bucket": buckets})], ignore_index=True)
+    added = pd.DataFrame({"video_id": new, "bucket": buckets, "url": rows["url"].tolist()})
+    return pd.concat([assignment, added], ignore_index=True)
 
 
 def _read_parquet(store, key: str, **kw) -> pd.DataFrame:
@@ -108,14 +109,15 @@ def load_assignment(store) -> pd.DataFrame:
     df = _read_parquet(store, layout.WEB_BUCKET_ASSIGNMENT)
     if list(df.columns) != list(ASSIGNMENT_COLUMNS) or df["video_id"].duplicated().any():
         raise InputError(f"bucket assignment {store.uri(layout.WEB_BUCKET_ASSIGNMENT)}: expected unique "
-                         f"video_id and bucket columns, got {list(df.columns)}")
+                         f"video_id and columns {list(ASSIGNMENT_COLUMNS)}, got {list(df.columns)}")
     return df
 
 
-def bucket_members(store, bucket: str) -> list[str]:
-    """The video ids of one bucket, in assignment order; InputError for an unknown bucket."""
-    members = load_assignment(store).query("bucket == @bucket")["video_id"].tolist()
-    if not members:
+def bucket_members(store, bucket: str) -> pd.DataFrame:
+    """[video_id, bucket, url] of one bucket's videos, in assignment order; InputError for an
+    unknown bucket."""
+    members = load_assignment(store).query("bucket == @bucket")
+    if members.empty:
         raise InputError(f"bucket {bucket!r}: no videos are assigned to it "
                          f"({store.uri(layout.WEB_BUCKET_ASSIGNMENT)})")
     return members
@@ -164,11 +166,11 @@ def plan_buckets(cfg, store, known_buckets, cursor: str | None = None) -> Bucket
     new: list[str] = []
     if mark != last_mark:
         try:
-            ids = load_manifest(cfg, store)["video_id"]
+            rows = load_manifest(cfg, store)[["video_id", "url"]]
         except DapError as err:
             return BucketPlan(None, f"manifest {source} is invalid: {err}")
         before = len(assignment)
-        assignment = extend_assignment(assignment, ids, cfg.video.bucket_size)
+        assignment = extend_assignment(assignment, rows, cfg.video.bucket_size)
         new = assignment["video_id"].iloc[before:].tolist()
         if new:
             _write_parquet(store, layout.WEB_BUCKET_ASSIGNMENT, assignment)
@@ -233,7 +235,14 @@ def _run_parallel(work: dict[str, tuple], workers: int, progress, pool=None) -> 
 def _processes(n: int) -> ProcessPoolExecutor:
     """Worker processes for frame extraction (CPU-bound: decode, layout, horizon check). Spawned,
     not forked: the parent holds threads (Dagster, torch) that a fork would copy mid-lock."""
-    return ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"))
+    return ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread)
+
+
+def _one_thread() -> None:
+    """A worker process: one OpenCV thread, so `n` workers use about `n` cores."""
+    import cv2
+
+    cv2.setNumThreads(1)
 
 
 def _save_outcomes(store, bucket: str, members: list[str], rows: dict[str, dict]) -> pd.DataFrame:
@@ -253,8 +262,9 @@ def ingest_bucket_videos(cfg, store, bucket: str, progress: Callable[[str], None
     in the manifest are `skipped`. Returns (and stores) the bucket's outcomes."""
     from dap_model.video.pipeline import load_manifest
 
-    members = bucket_members(store, bucket)
-    manifest = load_manifest(cfg, store).set_index("video_id", drop=False)
+    assigned = bucket_members(store, bucket)
+    members = assigned["video_id"].tolist()
+    manifest = load_manifest(cfg, store, only_urls=assigned["url"]).set_index("video_id", drop=False)
     old = read_outcomes(store, bucket)
     rows = {} if old is None else {r["video_id"]: r for r in old.to_dict("records")}
     work: dict[str, tuple] = {}
@@ -288,7 +298,7 @@ def extract_bucket_frames(cfg, store, bucket: str, progress: Callable[[str], Non
     from dap_model.storage import open_store
     from dap_model.video.pipeline import settings_digest
 
-    members = bucket_members(store, bucket)
+    members = bucket_members(store, bucket)["video_id"].tolist()
     old = read_outcomes(store, bucket)
     if old is None:
         raise InputError(f"bucket {bucket!r}: no outcomes yet (materialise web_videos for this bucket first)")

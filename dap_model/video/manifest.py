@@ -89,8 +89,10 @@ def _read_table(data: bytes, name: str) -> pd.DataFrame:
         raise InputError(f"video manifest {name}: not a readable CSV/Parquet table ({type(err).__name__}: {err})") from None
 
 
-def read_manifest_bytes(data: bytes, name: str) -> pd.DataFrame:
-    """Parse and validate a manifest; adds `video_id`. Raises InputError naming the manifest."""
+def read_manifest_bytes(data: bytes, name: str, only_urls=None) -> pd.DataFrame:
+    """Parse and validate a manifest; adds `video_id`. Raises InputError naming the manifest.
+    `only_urls`: keep just the rows with these URLs before ids are derived and rows validated
+    (one bucket's videos out of a manifest of 250,000)."""
     df = _read_table(data, name)
     df = df.rename(columns={c: _ALIASES.get(str(c).strip().lower(), str(c).strip().lower()) for c in df.columns})
     if "url" not in df.columns:
@@ -103,6 +105,8 @@ def read_manifest_bytes(data: bytes, name: str) -> pd.DataFrame:
             df[col] = None
     df = df[["url", *OPTIONAL_COLUMNS]].copy()
     df = df[df["url"].notna() & (df["url"].astype(str).str.strip() != "")]
+    if only_urls is not None:
+        df = df[df["url"].astype(str).str.strip().isin(set(only_urls))]
     for col in df.columns:
         df[col] = df[col].map(lambda v: None if v is None or (isinstance(v, float) and pd.isna(v)) else str(v).strip())
     df["video_id"] = df["url"].map(video_id)
@@ -113,8 +117,9 @@ def read_manifest_bytes(data: bytes, name: str) -> pd.DataFrame:
         raise InputError(f"video manifest {name}: {len(err.failure_cases)} problem(s), e.g. {cases}") from None
 
 
-def read_manifest(source: str, s3_endpoint_url: str = "") -> pd.DataFrame:
-    """Read a manifest from a local path, `file://` URL or `s3://bucket/key`."""
+def read_manifest(source: str, s3_endpoint_url: str = "", only_urls=None) -> pd.DataFrame:
+    """Read a manifest from a local path, `file://` URL or `s3://bucket/key` (`only_urls`: see
+    `read_manifest_bytes`)."""
     if source.startswith("s3://"):
         import boto3
 
@@ -126,11 +131,11 @@ def read_manifest(source: str, s3_endpoint_url: str = "") -> pd.DataFrame:
             data = client.get_object(Bucket=bucket, Key=key)["Body"].read()
         except Exception as err:
             raise InputError(f"video manifest {source}: cannot be read ({type(err).__name__}: {err})") from None
-        return read_manifest_bytes(data, source)
+        return read_manifest_bytes(data, source, only_urls)
     path = Path(unquote(urlsplit(source).path)) if source.startswith("file://") else Path(source)
     if not path.is_file():
         raise InputError(f"video manifest {source}: no such file")
-    return read_manifest_bytes(path.read_bytes(), str(path))
+    return read_manifest_bytes(path.read_bytes(), str(path), only_urls)
 
 
 def manifest_fingerprint(source: str, s3_endpoint_url: str = "") -> str | None:

@@ -42,8 +42,9 @@ def manifest_source(cfg, store) -> str:
     return store.uri(layout.WEB_DEFAULT_MANIFEST)
 
 
-def load_manifest(cfg, store) -> pd.DataFrame:
-    return read_manifest(manifest_source(cfg, store), s3_endpoint(cfg))
+def load_manifest(cfg, store, only_urls=None) -> pd.DataFrame:
+    """The validated manifest the sensor watches; `only_urls`: just these rows."""
+    return read_manifest(manifest_source(cfg, store), s3_endpoint(cfg), only_urls)
 
 
 def build_manifest(cfg, store, progress=None) -> tuple[pd.DataFrame, bool]:
