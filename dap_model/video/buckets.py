@@ -116,7 +116,9 @@ def load_assignment(store) -> pd.DataFrame:
 def bucket_members(store, bucket: str) -> pd.DataFrame:
     """[video_id, bucket, url] of one bucket's videos, in assignment order; InputError for an
     unknown bucket."""
-    members = load_assignment(store).query("bucket == @bucket")
+    members = pd.DataFrame(columns=list(ASSIGNMENT_COLUMNS))
+    if store.exists(layout.WEB_BUCKET_ASSIGNMENT):  # only this bucket's rows become pandas objects
+        members = _read_parquet(store, layout.WEB_BUCKET_ASSIGNMENT, filters=[("bucket", "==", bucket)])
     if members.empty:
         raise InputError(f"bucket {bucket!r}: no videos are assigned to it "
                          f"({store.uri(layout.WEB_BUCKET_ASSIGNMENT)})")
