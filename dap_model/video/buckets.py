@@ -162,25 +162,28 @@ def plan_buckets(cfg, store, known_buckets, cursor: str | None = None) -> Bucket
     if mark is None:
         return BucketPlan(None, f"no manifest at {source} yet (materialise web_video_manifest)")
     last_mark, last_assigned = _parse_cursor(cursor)
-    assignment = load_assignment(store)
-    if last_assigned is None or last_assigned > len(assignment):
-        last_assigned = len(assignment)  # no cursor (or a reset store): only new rows and unknown buckets
     new: list[str] = []
-    if mark != last_mark:
+    if mark == last_mark and store.exists(layout.WEB_BUCKET_ASSIGNMENT):  # the bucket column is all it takes
+        buckets = _read_parquet(store, layout.WEB_BUCKET_ASSIGNMENT, columns=["bucket"])["bucket"]
+        before = len(buckets)
+    else:
+        assignment = load_assignment(store)
+        before = len(assignment)
         try:
             rows = load_manifest(cfg, store)[["video_id", "url"]]
         except DapError as err:
             return BucketPlan(None, f"manifest {source} is invalid: {err}")
-        before = len(assignment)
         assignment = extend_assignment(assignment, rows, cfg.video.bucket_size)
         new = assignment["video_id"].iloc[before:].tolist()
         if new:
             _write_parquet(store, layout.WEB_BUCKET_ASSIGNMENT, assignment)
-    buckets = assignment["bucket"]
+        buckets = assignment["bucket"]
+    if last_assigned is None or last_assigned > before:
+        last_assigned = before  # no cursor (or a reset store): only new rows and unknown buckets
     unknown = sorted(set(buckets.unique()) - set(known_buckets))
     touched = sorted(set(buckets.iloc[last_assigned:].unique()) | set(unknown))
     reason = "" if touched else f"no new videos in {source}"
-    return BucketPlan(mark, reason, new, unknown, touched, len(assignment))
+    return BucketPlan(mark, reason, new, unknown, touched, len(buckets))
 
 
 # --- one bucket's run ----------------------------------------------------------------------
