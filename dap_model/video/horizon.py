@@ -39,12 +39,15 @@ import numpy as np
 from dap_model.errors import InputError
 
 SEARCH_DEG = 45.0  # largest tilt searched (and so estimated)
-# coarse-to-fine search: (radius deg (level 0: SEARCH_DEG), grid step deg, segment kernel width deg, thumbnail level)
-LEVELS = ((SEARCH_DEG, 6.0, 4.5, 0), (7.5, 2.0, 3.0, 0), (2.5, 0.75, 2.0, 1))
+# coarse-to-fine search: (radius deg (level 0: SEARCH_DEG), grid step deg, segment kernel width deg,
+# thumbnail level, weight of the appearance cue: its thumbnails cannot place the horizon to a degree)
+LEVELS = ((SEARCH_DEG, 6.0, 4.5, 0, 1.0), (7.5, 2.0, 3.0, 0, 1.0), (2.5, 0.75, 2.0, 1, 1.0))
 LINE_EPS = 0.5  # segment log-likelihood floor: log(1 + K/eps), K in [0,1]
+MANHATTAN_WEIGHT = 0.5  # a Manhattan-consistent segment counts half a vertical one (clutter fits some θ)
 AZIMUTH_BIN_DEG = 2.0  # azimuth histogram bin for the Manhattan horizontal directions
 SEGMENT_MAX_LAT_DEG = 65.0  # segments whose midpoint is nearer a pole are dropped (ERP smear there)
 SEGMENT_MIN_PX = 6.0  # shorter segments (at 128 px) are clutter, dropped
+ARC_TOLERANCE_PX = 1.0  # a segment whose midpoint is further off its end points' great circle is not a 3-D line
 CAP_MARGIN_DEG = 3.0  # segments ending this near a pole cap's edge are dropped (the cap's border)
 LSD_MIN_HEIGHT = 128  # LSD runs on the grey frame upsampled to at least this height
 BRIGHT_HEIGHT = (16, 32)  # appearance cue: thumbnail height (width 2x) in the coarse, fine levels
@@ -167,8 +170,11 @@ def line_segments(g: np.ndarray, band_deg: tuple[float, float] = (90.0, -90.0)) 
     lat = 90.0 - (seg[:, [1, 3]] + 0.5) * (180.0 / h)  # [N,2] end latitudes
     top, bottom = band_deg
     length = np.hypot(seg[:, 2] - seg[:, 0], seg[:, 3] - seg[:, 1])
+    mid = _erp_rays(0.5 * (seg[:, 0] + seg[:, 2]), 0.5 * (seg[:, 1] + seg[:, 3]), h, w)  # [N,3]
+    bulge = np.abs((n * mid).sum(axis=1)) / np.maximum(s, 1e-12)  # sin(angle of the midpoint off the great circle)
     keep = (
         (s > 1e-6)
+        & (bulge < math.sin(ARC_TOLERANCE_PX * math.pi / h))
         & (np.abs(lat.mean(axis=1)) < SEGMENT_MAX_LAT_DEG)
         & (length >= SEGMENT_MIN_PX * h / 128)
         & (lat.max(axis=1) < top - CAP_MARGIN_DEG)
@@ -240,7 +246,7 @@ def line_score(n: np.ndarray, w: np.ndarray, cands: np.ndarray, sigma_deg: float
     theta = (np.argmax(smooth, axis=1) + 0.5) * math.radians(AZIMUTH_BIN_DEG)  # [M]
     c, s = np.cos(theta), np.sin(theta)
     r1, r2 = a * c + b * s, b * c - a * s  # [N,M] residuals for h1(θ), h2(θ)
-    k = np.maximum(k_any, np.maximum(1.0 - r1 * r1 * s2, 1.0 - r2 * r2 * s2))
+    k = np.maximum(k_any, MANHATTAN_WEIGHT * np.maximum(1.0 - r1 * r1 * s2, 1.0 - r2 * r2 * s2))
     return w @ np.log1p(k / LINE_EPS)  # [M]
 
 
@@ -311,10 +317,10 @@ def estimate_up(
     n, w = line_segments(g, band_deg)
     thumbs = appearance(rgb, band_deg)
     v = np.array([0.0, 1.0, 0.0])
-    for level, (radius, step, sigma, t) in enumerate(LEVELS):
+    for level, (radius, step, sigma, t, wb) in enumerate(LEVELS):
         cands = _local_candidates(v, search_deg if level == 0 else radius, step)
         eta2 = brightness_eta2(*thumbs[t], BRIGHT_HEIGHT[t], cands, BRIGHT_BINS[t])
-        ll = -0.5 * BRIGHT_NEFF * np.log1p(-np.minimum(eta2, 0.999))
+        ll = -0.5 * wb * BRIGHT_NEFF * np.log1p(-np.minimum(eta2, 0.999))
         if n.shape[0]:
             ll = ll + line_score(n, w, cands, sigma)
         if level == 0 and n.shape[0] < MIN_SEGMENTS and float(eta2.max()) < MIN_BRIGHT_ETA2:
