@@ -9,14 +9,17 @@ Pole caps (rows that are flat fill: black bands, a blurred or painted nadir, see
 Tilt estimate: the world up `u` (camera frame) that best explains two independent cues, as a
 sum of log-likelihoods over candidate directions within `SEARCH_DEG` of +y.
 
-1. Line segments (OpenCV LSD on the grey frame), at least `SEGMENT_MIN_PX` long. A segment's two
-   end rays span the great circle that carries it; its normal n is ⟂ the segment's 3-D
-   direction. Vertical world lines have n·u = 0; horizontal ones have n ⟂ their horizontal
+1. Line segments (OpenCV LSD on the grey frame), at least `SEGMENT_MIN_PX` long and arcs of a
+   great circle (midpoint within `ARC_TOLERANCE_PX` of the circle through the end points: a long
+   image-straight edge away from the equator — a logo's or a cap's border — is not the image of
+   a 3-D line). A segment's two end rays span the great circle that carries it; its normal n is
+   ⟂ the segment's 3-D direction. Vertical world lines have n·u = 0; horizontal ones have n ⟂ their horizontal
    direction, and in a man-made (Manhattan) scene most horizontal lines follow two
    perpendicular directions h1, h2 = u × h1; distant lines on the horizon have n ∥ u. Each
    segment scores log(1 + K/ε), K = a kernel of its best residual |n·a| over the axes
-   a ∈ {u, h1(θ), h2(θ)} (θ per candidate from an azimuth histogram with period 90°), weighted by
-   its length: long consistent segments are decisive, short clutter (foliage, rocks) is dropped.
+   a ∈ {u, h1(θ), h2(θ)} (θ per candidate from an azimuth histogram with period 90°; the h1, h2
+   kernels at `MANHATTAN_WEIGHT`, since clutter fits some θ), weighted by its length: long
+   consistent segments are decisive, short clutter (foliage, rocks) is dropped.
 2. Appearance vs elevation: the share η² of the variance of two rank-transformed channels
    (grey level, blue − red) explained by the elevation above the candidate horizon (bins of
    asin(u·r)): sky above, ground below, ceiling lights, floor. Ranks bound what one small bright
