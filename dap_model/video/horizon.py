@@ -42,13 +42,13 @@ import numpy as np
 from dap_model.errors import InputError
 
 SEARCH_DEG = 45.0  # largest tilt searched (and so estimated)
-# coarse-to-fine search: (radius deg (level 0: SEARCH_DEG), grid step deg, segment kernel width deg,
-# thumbnail level, weight of the appearance cue: its thumbnails cannot place the horizon to a degree)
-LEVELS = ((SEARCH_DEG, 6.0, 4.5, 0, 1.0), (7.5, 2.0, 3.0, 0, 1.0), (2.5, 0.75, 2.0, 1, 1.0))
+# coarse-to-fine search: (radius deg (level 0: SEARCH_DEG), grid step deg, segment kernel width deg, thumbnail level)
+LEVELS = ((SEARCH_DEG, 6.0, 4.5, 0), (7.5, 2.0, 3.0, 0), (2.5, 0.75, 2.0, 1))
 LINE_EPS = 0.5  # segment log-likelihood floor: log(1 + K/eps), K in [0,1]
 MANHATTAN_WEIGHT = 0.5  # a Manhattan-consistent segment counts half a vertical one (clutter fits some θ)
 AZIMUTH_BIN_DEG = 2.0  # azimuth histogram bin for the Manhattan horizontal directions
 SEGMENT_MAX_LAT_DEG = 65.0  # segments whose midpoint is nearer a pole are dropped (ERP smear there)
+MAX_SEGMENTS = 120  # longest segments kept (the cost of the search grows with the count)
 SEGMENT_MIN_PX = 6.0  # shorter segments (at 128 px) are clutter, dropped
 ARC_TOLERANCE_PX = 1.0  # a segment whose midpoint is further off its end points' great circle is not a 3-D line
 CAP_MARGIN_DEG = 3.0  # segments ending this near a pole cap's edge are dropped (the cap's border)
@@ -183,7 +183,11 @@ def line_segments(g: np.ndarray, band_deg: tuple[float, float] = (90.0, -90.0)) 
         & (lat.max(axis=1) < top - CAP_MARGIN_DEG)
         & (lat.min(axis=1) > bottom + CAP_MARGIN_DEG)
     )
-    return n[keep] / s[keep, None], length[keep]
+    n, s, length = n[keep], s[keep], length[keep]
+    if length.size > MAX_SEGMENTS:  # the longest carry the weight; the cost grows with the count
+        top_k = np.argpartition(-length, MAX_SEGMENTS)[:MAX_SEGMENTS]
+        n, s, length = n[top_k], s[top_k], length[top_k]
+    return n / s[:, None], length
 
 
 @functools.lru_cache(maxsize=16)
@@ -320,10 +324,10 @@ def estimate_up(
     n, w = line_segments(g, band_deg)
     thumbs = appearance(rgb, band_deg)
     v = np.array([0.0, 1.0, 0.0])
-    for level, (radius, step, sigma, t, wb) in enumerate(LEVELS):
+    for level, (radius, step, sigma, t) in enumerate(LEVELS):
         cands = _local_candidates(v, search_deg if level == 0 else radius, step)
         eta2 = brightness_eta2(*thumbs[t], BRIGHT_HEIGHT[t], cands, BRIGHT_BINS[t])
-        ll = -0.5 * wb * BRIGHT_NEFF * np.log1p(-np.minimum(eta2, 0.999))
+        ll = -0.5 * BRIGHT_NEFF * np.log1p(-np.minimum(eta2, 0.999))
         if n.shape[0]:
             ll = ll + line_score(n, w, cands, sigma)
         if level == 0 and n.shape[0] < MIN_SEGMENTS and float(eta2.max()) < MIN_BRIGHT_ETA2:
