@@ -70,7 +70,10 @@ class SimConfig(Section):
     frames_per_scene: int = Field(3, ge=1, le=10000)
     height: int = Field(128, ge=8, le=4096, description="panorama height in pixels; width = 2 x height")
     kind: Literal["indoor", "outdoor", "mixed"] = Field(
-        "mixed", description="mixed alternates indoor and outdoor sequences"
+        "mixed", description="mixed interleaves indoor and outdoor sequences (`indoor_share` of them indoor)"
+    )
+    indoor_share: float = Field(
+        0.5, ge=0, le=1, description="mixed: fraction of the sequences that are indoor, spread evenly over the sequence order"
     )
     scene: Literal["procedural", "calibration"] = Field(
         "procedural", description="calibration: an infinite ground plane under an empty sky"

@@ -209,6 +209,21 @@ def test_same_seed_identical_files_different_seed_different_scenes(tmp_path):
     assert meta["domain"] == "indoor" and len(meta["frames"]) == 2 and meta["seed"] > 0
 
 
+def test_indoor_share_spreads_indoor_sequences_evenly():
+    from dap_model.config import load_config
+    from dap_model.sim.airsim360 import plan_sequences
+    from dap_model.sim.scenes import make_scene
+
+    def domains(share: float, n: int = 8) -> str:
+        sim = load_config("test", [f"sim.scenes={n}", "sim.kind=mixed", f"sim.indoor_share={share}"]).sim
+        return "".join(make_scene(p.kind, p.seed).domain[0] for p in plan_sequences(sim))
+
+    assert domains(0.5) == "oioioioi"  # the default alternates, outdoor first
+    assert domains(0.75) == "oiiioiii"
+    assert domains(1.0) == "i" * 8 and domains(0.0) == "o" * 8
+    assert domains(0.25, 12).count("i") == 3
+
+
 def test_cli_rejects_bad_input(tmp_path, capsys):
     assert dap_main(["simulate", "--out", str(tmp_path / "x"), "--height", "3"]) == 2
     assert "sim.height" in capsys.readouterr().err

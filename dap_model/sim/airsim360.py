@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import multiprocessing as mp
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
@@ -46,14 +47,16 @@ class SimResult:
 
 
 def plan_sequences(sim: SimConfig) -> list[SequencePlan]:
-    """Which scene every sequence shows: `mixed` alternates outdoor / indoor."""
+    """Which scene every sequence shows: `mixed` makes sequence i indoor when ⌊(i+1)·share⌋ > ⌊i·share⌋
+    (share = `indoor_share`; 0.5 alternates outdoor / indoor, 0.75 is three indoor in every four)."""
     plans = []
     for i in range(sim.scenes):
         seed = derive_seed("sim", sim.seed, i) % 2**31
         if sim.scene == "calibration":
             kind = "calibration"
         else:
-            group = sim.kind if sim.kind != "mixed" else ("outdoor" if i % 2 == 0 else "indoor")
+            indoor = math.floor((i + 1) * sim.indoor_share + 1e-9) > math.floor(i * sim.indoor_share + 1e-9)
+            group = sim.kind if sim.kind != "mixed" else ("indoor" if indoor else "outdoor")
             kind = pick_kind(group, seed)
         plans.append(SequencePlan(f"{i:04d}_{kind}", kind, seed))
     return plans
