@@ -246,7 +246,15 @@ class ConfigReads:
                         changed = True
 
         consumed: set[int] = set()  # ids of config nodes accounted for
-        for node in ast.walk(fn):
+
+        def deferred_calls():
+            """`(function, *args)` tuples handed to an executor (`executor.submit(*job)`): calls."""
+            for t in ast.walk(fn):
+                if isinstance(t, ast.Tuple) and t.elts and not isinstance(t.elts[0], ast.Starred) \
+                        and self._resolve(m, cls, t.elts[0]) is not None:
+                    yield ast.Call(func=t.elts[0], args=t.elts[1:], keywords=[], lineno=t.lineno)
+
+        for node in [*ast.walk(fn), *deferred_calls()]:
             if isinstance(node, ast.Attribute) and is_config(node.value):
                 consumed.add(id(node.value))
                 if node.attr in self.sections:
