@@ -6,6 +6,7 @@ dagster-pipes, in the `gpu` pool, with its Kubernetes GPU request as op tags).""
 import os
 import shutil
 import sys
+import warnings
 
 from dagster import (
     AssetExecutionContext,
@@ -13,6 +14,7 @@ from dagster import (
     DataVersion,
     MaterializeResult,
     PipesSubprocessClient,
+    PreviewWarning,
     asset,
 )
 
@@ -87,4 +89,6 @@ def dap_depth_model(context: AssetExecutionContext, dap: DapConfigResource, mlfl
         workers = launch_command(cfg, list(dap.overrides), pipeline_run_id(context), node_rank=None)
         context.log.info(f"nodes 1..{DEPLOYMENT.gpu_nodes - 1}: Kubernetes job {start_workers(workers, DEPLOYMENT.gpu_nodes)}")
     env = {"MLFLOW_TRACKING_URI": mlflow.tracking_uri()}
-    return PipesSubprocessClient(env=env).run(context=context, command=cmd).get_materialize_result()
+    with warnings.catch_warnings():  # dagster-pipes' message reader notes a preview API of its own
+        warnings.simplefilter("ignore", PreviewWarning)
+        return PipesSubprocessClient(env=env).run(context=context, command=cmd).get_materialize_result()

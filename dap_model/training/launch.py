@@ -75,8 +75,9 @@ def run_args(args: argparse.Namespace) -> int:
         if args.champion and result.model_version:
             set_alias(cfg, result.model_version)
         meta = result_metadata(result)
-        print(json.dumps(meta), flush=True)
-        if pipes is not None:
+        if pipes is None:  # standalone: the result on stdout; under Dagster it is the materialisation
+            print(json.dumps(meta), flush=True)
+        else:
             pipes.report_asset_materialization(
                 metadata={k: v for k, v in meta.items()}, data_version=result.checkpoint_hash or None
             )
