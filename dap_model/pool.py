@@ -22,6 +22,7 @@ from dap_model import layout
 from dap_model.data.samples import decode_raw
 from dap_model.data.shards import Sample, iter_shard, read_raw
 from dap_model.errors import InputError
+from dap_model.schema import validate_table
 
 SOURCES = ("web", "synth")
 DOMAINS = ("indoor", "outdoor")
@@ -53,14 +54,6 @@ POOL_SCHEMA = pa.DataFrameSchema(
     unique=["shard", "key"],
     name="unlabeled pool",
 )
-
-
-def _validate(schema: pa.DataFrameSchema, df: pd.DataFrame, name: str) -> pd.DataFrame:
-    try:
-        return schema.validate(df, lazy=True)
-    except pa.errors.SchemaErrors as err:
-        cases = err.failure_cases[["column", "check", "failure_case"]].head(5).to_dict("records")
-        raise InputError(f"{name}: {len(err.failure_cases)} problem(s), e.g. {cases}") from None
 
 
 def web_frame_items(store) -> pd.DataFrame:
@@ -132,7 +125,7 @@ def tag_items(store, items: pd.DataFrame, tagger, progress: Callable[[str], None
     cols = list(TAGS_SCHEMA.columns)
     df = pd.DataFrame(rows, columns=cols).astype({"confidence": float, "ok": bool})
     df["scene"] = df["scene"].astype(object).where(df["scene"].notna(), None)
-    return _validate(TAGS_SCHEMA, df, "scene tags")
+    return validate_table(TAGS_SCHEMA, df, "scene tags")
 
 
 def tag_sources(store, tagger, progress: Callable[[str], None] | None = None) -> pd.DataFrame:
@@ -147,7 +140,7 @@ def build_pool(tags: pd.DataFrame) -> pd.DataFrame:
         "origin": ok["origin"].values, "domain": ok["scene"].astype(str).values,
         "confidence": ok["confidence"].astype(float).values, "tagger": ok["tagger"].values,
     })
-    return _validate(POOL_SCHEMA, pool, "unlabeled pool")
+    return validate_table(POOL_SCHEMA, pool, "unlabeled pool")
 
 
 def pool_counts(pool: pd.DataFrame) -> dict[str, int]:
@@ -163,24 +156,24 @@ def _put_parquet(store, key: str, df: pd.DataFrame) -> str:
 
 
 def write_tags(store, tags: pd.DataFrame) -> str:
-    return _put_parquet(store, layout.POOL_TAGS, _validate(TAGS_SCHEMA, tags, "scene tags"))
+    return _put_parquet(store, layout.POOL_TAGS, validate_table(TAGS_SCHEMA, tags, "scene tags"))
 
 
 def load_tags(store) -> pd.DataFrame:
     if not store.exists(layout.POOL_TAGS):
         raise InputError(f"{store.uri(layout.POOL_TAGS)}: no scene tags; materialise scene_tags first")
-    return _validate(TAGS_SCHEMA, pd.read_parquet(io.BytesIO(store.get_bytes(layout.POOL_TAGS))), store.uri(layout.POOL_TAGS))
+    return validate_table(TAGS_SCHEMA, pd.read_parquet(io.BytesIO(store.get_bytes(layout.POOL_TAGS))), store.uri(layout.POOL_TAGS))
 
 
 def write_pool(store, pool: pd.DataFrame) -> str:
-    return _put_parquet(store, layout.POOL_MANIFEST, _validate(POOL_SCHEMA, pool, "unlabeled pool"))
+    return _put_parquet(store, layout.POOL_MANIFEST, validate_table(POOL_SCHEMA, pool, "unlabeled pool"))
 
 
 def load_pool_manifest(store) -> pd.DataFrame:
     if not store.exists(layout.POOL_MANIFEST):
         raise InputError(f"{store.uri(layout.POOL_MANIFEST)}: no pool manifest; materialise unlabeled_pool first")
     df = pd.read_parquet(io.BytesIO(store.get_bytes(layout.POOL_MANIFEST)))
-    return _validate(POOL_SCHEMA, df, store.uri(layout.POOL_MANIFEST))
+    return validate_table(POOL_SCHEMA, df, store.uri(layout.POOL_MANIFEST))
 
 
 def iter_pool(store, manifest: pd.DataFrame | None = None) -> Iterator[tuple[dict, Sample]]:

@@ -34,6 +34,7 @@ from dap_model.data.shards import Sample, ShardWriter, iter_shard
 from dap_model.errors import DapError, InputError, StorageError
 from dap_model.io import atomic_write_bytes, atomic_write_text
 from dap_model.storage import DataStore, LocalStore
+from dap_model.schema import validate_table
 
 SPLITS = ("train", "val", "test")
 DOMAINS = ("indoor", "outdoor")
@@ -296,11 +297,7 @@ def ingest_labeled(cfg: DapConfig, store: DataStore, source: str | None = None,
 
 
 def validate_manifest(df: pd.DataFrame) -> pd.DataFrame:
-    try:
-        return MANIFEST_SCHEMA.validate(df, lazy=True)
-    except pa.errors.SchemaErrors as err:
-        cases = err.failure_cases.head(5).to_dict("records")
-        raise InputError(f"labelled manifest fails its schema: {cases}") from None
+    return validate_table(MANIFEST_SCHEMA, df, "labelled manifest")
 
 
 def load_labeled_manifest(store: DataStore) -> pd.DataFrame:

@@ -18,6 +18,7 @@ from dap_model import layout
 from dap_model.data.shards import Sample, ShardWriter
 from dap_model.errors import InputError
 from dap_model.synthesis.base import get_synthesizer
+from dap_model.schema import validate_table
 
 
 SYNTH_SCHEMA = pa.DataFrameSchema(
@@ -74,10 +75,7 @@ def synthesize_to_store(cfg, store, synthesizer=None, progress: Callable[[str], 
         shards, gt_shards = rgb_w.close(), gt_w.close()
         manifest = pd.DataFrame(rows, columns=list(SYNTH_SCHEMA.columns))
         manifest = manifest.astype({"height": int, "width": int, "seam_ratio": float})
-        try:
-            manifest = SYNTH_SCHEMA.validate(manifest, lazy=True)
-        except pa.errors.SchemaErrors as err:
-            raise InputError(f"synth manifest: {err.failure_cases.head(5).to_dict('records')}") from None
+        manifest = validate_table(SYNTH_SCHEMA, manifest, "synth manifest")
         digest = hashlib.sha256()
         for sub, names in (("shards", shards), ("gt", gt_shards)):
             for name in names:
@@ -98,7 +96,4 @@ def load_synth_manifest(store) -> pd.DataFrame:
     if not store.exists(layout.SYNTH_MANIFEST):
         raise InputError(f"{store.uri(layout.SYNTH_MANIFEST)}: no synth manifest; materialise dit360_indoor first")
     df = pd.read_parquet(io.BytesIO(store.get_bytes(layout.SYNTH_MANIFEST)))
-    try:
-        return SYNTH_SCHEMA.validate(df, lazy=True)
-    except pa.errors.SchemaErrors as err:
-        raise InputError(f"{store.uri(layout.SYNTH_MANIFEST)}: {err.failure_cases.head(5).to_dict('records')}") from None
+    return validate_table(SYNTH_SCHEMA, df, store.uri(layout.SYNTH_MANIFEST))

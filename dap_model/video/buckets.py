@@ -35,6 +35,7 @@ import pandera.pandas as pa
 from dap_model import layout
 from dap_model.errors import DapError, InputError
 from dap_model.video.manifest import manifest_fingerprint
+from dap_model.schema import validate_table
 
 BUCKET_PREFIX = "b"
 BUCKET_DIGITS = 6  # b000000 … b999999
@@ -197,11 +198,7 @@ def read_outcomes(store, bucket: str) -> pd.DataFrame | None:
 
 
 def validate_outcomes(df: pd.DataFrame, name: str = "bucket outcomes") -> pd.DataFrame:
-    try:
-        return OUTCOMES_SCHEMA.validate(df, lazy=True)
-    except pa.errors.SchemaErrors as err:
-        cases = err.failure_cases[["column", "check", "failure_case"]].head(5).to_dict("records")
-        raise InputError(f"{name}: {len(err.failure_cases)} problem(s), e.g. {cases}") from None
+    return validate_table(OUTCOMES_SCHEMA, df, name)
 
 
 def _outcome(vid: str, bucket: str, status: str, step: str, reason: str = "", *, sha256=None, settings=None,

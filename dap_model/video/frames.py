@@ -21,6 +21,7 @@ from dap_model.errors import InputError
 from dap_model.video.horizon import check_horizon, thumbnail
 from dap_model.video.layout import CONTENT, METADATA, detect_layout, layout_from_metadata, take_eye
 from dap_model.video.spherical import SphericalMeta, read_spherical
+from dap_model.schema import validate_table
 
 REASONS = (
     "", "duplicate", "dark", "blank", "frozen", "not_2to1", "no_seam", "no_poles", "no_structure", "tilted",
@@ -241,11 +242,7 @@ def records_frame(rows: list[dict]) -> pd.DataFrame:
 
 
 def validate_frames_manifest(df: pd.DataFrame, name: str = "frames manifest") -> pd.DataFrame:
-    try:
-        return FRAMES_SCHEMA.validate(df, lazy=True)
-    except pa.errors.SchemaErrors as err:
-        cases = err.failure_cases[["column", "check", "failure_case"]].head(5).to_dict("records")
-        raise InputError(f"{name}: {len(err.failure_cases)} problem(s), e.g. {cases}") from None
+    return validate_table(FRAMES_SCHEMA, df, name)
 
 
 def record_row(video_id: str, source: str, rec: FrameRecord, shard: str | None, key: str | None) -> dict:

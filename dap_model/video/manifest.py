@@ -18,6 +18,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from dap_model.errors import InputError
+from dap_model.schema import validate_table
 
 ALLOWED_SCHEMES = ("http", "https", "s3", "file")
 OPTIONAL_COLUMNS = ("licence", "attribution", "title")
@@ -110,11 +111,7 @@ def read_manifest_bytes(data: bytes, name: str, only_urls=None) -> pd.DataFrame:
     for col in df.columns:
         df[col] = df[col].map(lambda v: None if v is None or (isinstance(v, float) and pd.isna(v)) else str(v).strip())
     df["video_id"] = df["url"].map(video_id)
-    try:
-        return MANIFEST_SCHEMA.validate(df.reset_index(drop=True), lazy=True)
-    except pa.errors.SchemaErrors as err:
-        cases = err.failure_cases[["column", "check", "failure_case"]].head(5).to_dict("records")
-        raise InputError(f"video manifest {name}: {len(err.failure_cases)} problem(s), e.g. {cases}") from None
+    return validate_table(MANIFEST_SCHEMA, df.reset_index(drop=True), f"video manifest {name}")
 
 
 def read_manifest(source: str, s3_endpoint_url: str = "", only_urls=None) -> pd.DataFrame:
