@@ -199,6 +199,7 @@ def test_compare_errors_are_one_line(capsys):
     from dap_model.cli import main
 
     fresh_mlflow_db()
+    capsys.readouterr()  # the fresh database's own set-up lines
     assert main(["compare", "--experiment", "nope", "--profile", "test"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [err[0]] and "experiment 'nope' not found" in err[0]

@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import logging
+import os
 import sys
 from types import ModuleType
 
@@ -37,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # MLflow's INFO lines are not the command's output
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     try:
         return int(args._run(args) or 0)
     except DapError as err:

@@ -11,7 +11,7 @@ import pandas as pd
 from dap_model.config import DapConfig
 from dap_model.errors import InputError
 from dap_model.evaluation.metrics import LOWER_IS_BETTER
-from dap_model.io import atomic_path
+from dap_model.evaluation.figures import save_png
 
 
 def fetch_runs(
@@ -117,9 +117,4 @@ def plot_comparison(table: pd.DataFrame, path: str | Path) -> Path:
         ax.set_xticks(x, benches, rotation=20)
         ax.set_title(f"{metric} ({'lower' if metric in LOWER_IS_BETTER else 'higher'} is better)")
     axes[0][0].legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=110)

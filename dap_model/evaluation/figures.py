@@ -64,9 +64,16 @@ def sample_figure(rgb: np.ndarray, gt: np.ndarray, pred: np.ndarray, path: Path,
     for ax in axes:
         ax.axis("off")
     fig.suptitle(title, fontsize=10)
+    return save_png(fig, path, dpi=90)
+
+
+def save_png(fig, path: str | Path, dpi: int) -> Path:
+    """Lay out, write atomically as PNG and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
+        fig.savefig(tmp, format="png", dpi=dpi)
     plt.close(fig)
     return path
