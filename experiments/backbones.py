@@ -145,8 +145,8 @@ def main() -> int:
                         register=False, log_model=False)
         seconds = time.perf_counter() - t
         MlflowClient().set_tag(res.run_id, "dap.experiment_arm", name)
-        model_file = project / "models" / f"{name.replace(' ', '_').replace('=', '-')}.safetensors"
-        model_file.parent.mkdir(exist_ok=True)
+        model_file = project / "models" / args.name / f"{name.replace(' ', '_').replace('=', '-')}.safetensors"
+        model_file.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(res.checkpoint, model_file)  # this run's own final model (arms may run side by side)
         evals = evaluate_splits(cfg, store, model_file)
         real = score_real(cfg, load_model(model_file).eval(), reader)
