@@ -1,6 +1,7 @@
 """Frames from a panoramic video: time sampling (grab() for skipped frames, retrieve() only for
-sampled ones), layout detection and eye extraction, duplicate dropping (grey 32x16 thumbnail vs
-the last kept frame), horizon validation on a downscaled frame, resize to the profile's size.
+sampled ones), the layout decided once per video (metadata, else a vote over a few frames at the
+start) and eye extraction, duplicate dropping (grey 32x16 thumbnail vs the last kept frame),
+horizon validation on the eye at its working size, resize to the profile's size.
 
 `extract_frames` yields one `FrameRecord` per sampled frame with the frame itself (RGB uint8
 [h,2h,3]) when accepted, so callers decide where accepted frames go (shards, PNG files)."""
@@ -18,8 +19,11 @@ import pandas as pd
 import pandera.pandas as pa
 
 from dap_model.errors import InputError
-from dap_model.video.horizon import check_horizon, thumbnail
-from dap_model.video.layout import CONTENT, METADATA, detect_layout, layout_from_metadata, take_eye
+from dap_model.video.horizon import check_horizon
+from dap_model.video.layout import (
+    ACCEPTED_LAYOUTS, CONTENT, METADATA, VOTE_FRAMES, VOTE_SPACING_S, Layout, cheap_thumbnail, detect_layout, eye_view, eyes_match,
+    layout_from_metadata, shrink, take_eye, vote,
+)
 from dap_model.video.spherical import SphericalMeta, read_spherical
 from dap_model.schema import validate_table
 
@@ -131,38 +135,97 @@ def sample_frames(
 
 
 class FrameValidator:
-    """Per-video state (last kept thumbnail) + the per-frame decision."""
+    """Per-video state (the video's layout, the last kept thumbnail, the previous sampled frame)
+    and the per-frame decision.
+
+    The layout is decided once per video: from the spherical metadata when it states one, else
+    by a majority vote of `detect_layout` over `VOTE_FRAMES` sampled frames at least
+    `VOTE_SPACING_S` apart at the start of the video (`pending` holds the frames sampled until
+    then, shrunk to `preview_width` wide with their aspect kept). Each frame then costs a cheap
+    thumbnail (duplicates stop there) and, for a new frame, one area resampling of its eye to the
+    working size, the horizon check and the resize to the stored size."""
 
     def __init__(self, settings, meta: SphericalMeta | None = None) -> None:
         self.s = settings
         self.meta = meta or SphericalMeta()
-        self.last_kept: np.ndarray | None = None
-        self.prev_small: np.ndarray | None = None
+        self.eye_height = max(settings.height, settings.horizon_height)  # working size of the eye
+        self.layout: Layout | None = layout_from_metadata(self.meta, 0, 0)
+        self.votes: list[Layout] = []
+        self.last_vote_t = -math.inf
+        # (preview BGR [h,w,3], index, time_s, {accepted layout: cheap thumbnail of its eye at full size})
+        self.pending: list[tuple[np.ndarray, int, float, dict]] = []
+        self.last_kept: np.ndarray | None = None  # cheap thumbnail of the last kept frame
+        self.prev: tuple[np.ndarray, str] | None = None  # previous sampled frame (BGR) and its layout
+        self.prev_eye: np.ndarray | None = None  # its eye (RGB, working size), once computed
 
-    def __call__(self, bgr: np.ndarray, index: int, time_s: float) -> tuple[FrameRecord, np.ndarray | None]:
+    @property
+    def preview_width(self) -> int:
+        """Width of the frames kept until the layout is decided: any eye of any accepted layout
+        still has the working size (a side-by-side eye is half the width)."""
+        return max(4 * self.eye_height, 512)
+
+    def preview(self, bgr: np.ndarray) -> np.ndarray:
+        """The frame [H,W,3] shrunk to at most `preview_width` wide, aspect kept."""
+        h, w = bgr.shape[:2]
+        pw = min(w, self.preview_width)
+        return shrink(bgr, pw, max(1, round(h * pw / w)))
+
+    def detect(self, bgr: np.ndarray) -> Layout:
         s = self.s
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        lay = layout_from_metadata(self.meta, rgb.shape[1], rgb.shape[0]) or detect_layout(
-            rgb, s.stereo_min_similarity, s.aspect_tolerance, s.seam_tolerance
-        )
-        src = lay.source
+        return detect_layout(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), s.stereo_min_similarity, s.aspect_tolerance, s.seam_tolerance)
+
+    def eye(self, bgr: np.ndarray, layout: str) -> np.ndarray:
+        """The eye of a BGR frame as RGB [h,2h,3] at the working size (or the eye's own height,
+        the larger of its stored height and half its width, when that is smaller)."""
+        vh, vw = eye_view(bgr, layout).shape[:2]
+        return cv2.cvtColor(take_eye(bgr, layout, min(self.eye_height, max(vw // 2, vh))), cv2.COLOR_BGR2RGB)
+
+    def feed(self, bgr: np.ndarray, index: int, time_s: float) -> list[tuple[FrameRecord, np.ndarray | None]]:
+        """Take one sampled BGR frame [H,W,3]; the records of the frames that are now decided
+        (none while the layout vote is open, then the held frames at once)."""
+        if self.layout is not None:
+            return [self(bgr, index, time_s)]
+        # thumbnails from the full frame, as for every later frame (duplicates are judged against them)
+        thumbs = {name: cheap_thumbnail(eye_view(bgr, name)) for name in ACCEPTED_LAYOUTS}
+        self.pending.append((self.preview(bgr), index, time_s, thumbs))
+        if time_s >= self.last_vote_t + VOTE_SPACING_S - 1e-9:
+            self.votes.append(self.detect(self.pending[-1][0]))
+            self.last_vote_t = time_s
+        return self.flush() if len(self.votes) >= VOTE_FRAMES else []
+
+    def flush(self) -> list[tuple[FrameRecord, np.ndarray | None]]:
+        """Decide the layout from the votes so far and process the held frames."""
+        if self.layout is None and self.votes:
+            self.layout = vote(self.votes)
+        held, self.pending = self.pending, []
+        return [self(f, i, t, thumbs) for f, i, t, thumbs in held]
+
+    def __call__(
+        self, bgr: np.ndarray, index: int, time_s: float, thumbs: dict | None = None
+    ) -> tuple[FrameRecord, np.ndarray | None]:
+        """One BGR frame [H,W,3] (full size, or a held preview with `thumbs`, the thumbnails of
+        its full-size eyes) under the decided layout."""
+        s, lay = self.s, self.layout
+        if lay.ok and lay.source == CONTENT and not eyes_match(bgr, lay.name, s.stereo_min_similarity):
+            lay = self.detect(self.preview(bgr))  # a stereo frame whose eyes stopped matching: on its own
+        prev, self.prev = self.prev, None
 
         def rec(accepted: bool, reason: str, detail: str, tilt: float, band=(math.nan, math.nan)) -> FrameRecord:
-            return FrameRecord(index, time_s, lay.name, accepted, reason, detail, tilt, src, *band)
+            return FrameRecord(index, time_s, lay.name, accepted, reason, detail, tilt, lay.source, *band)
 
         if not lay.ok:
+            self.prev_eye = None
             return rec(False, lay.name, lay.detail, math.nan), None
-        eye = take_eye(rgb, lay.name)
-        eh = max(s.height, s.horizon_height)
-        eye = cv2.resize(eye, (2 * eh, eh), interpolation=cv2.INTER_AREA) if eye.shape[0] > eh else eye
-        thumb = thumbnail(eye)
+        self.prev, prev_eye, self.prev_eye = (bgr, lay.name), self.prev_eye, None
+        thumb = thumbs[lay.name] if thumbs else cheap_thumbnail(eye_view(bgr, lay.name))
         if self.last_kept is not None and s.dedup_threshold > 0:
             diff = float(np.abs(thumb - self.last_kept).mean())
             if diff < s.dedup_threshold:
-                self.prev_small = eye
                 return rec(False, "duplicate", f"differs from the last kept frame by {diff:.2f} < {s.dedup_threshold}", math.nan), None
-        res = check_horizon(eye, s.max_tilt_deg, settings=s, prev=self.prev_small)
-        self.prev_small = eye
+        eye = self.prev_eye = self.eye(bgr, lay.name)  # [eh,2eh,3]
+        if prev_eye is None and prev is not None:  # the previous frame was a duplicate: its eye now
+            prev_eye = self.eye(*prev)
+        res = check_horizon(eye, s.max_tilt_deg, settings=s, prev=prev_eye)
         if not res.ok:
             return rec(False, res.reason, res.detail, res.tilt_deg), None
         self.last_kept = thumb
@@ -210,7 +273,8 @@ def extract_frames(path: str | Path, settings, name: str | None = None) -> tuple
 
     def gen():
         for index, t, bgr in sample_frames(path, settings.sample_every_s, settings.max_frames_per_video, name, info):
-            yield validate(bgr, index, t)
+            yield from validate.feed(bgr, index, t)
+        yield from validate.flush()
 
     return gen(), info
 
