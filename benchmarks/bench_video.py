@@ -11,7 +11,9 @@ roll/pitch in [8°, 30°], tilt error, check time —
   source repository (`source_split`: the check was developed on the `dev` half, the simulator
   and the fixture; the `holdout` half was measured only);
 - the check's own time at its working size (`VideoConfig.horizon_height`), separately from the
-  time on a 1024x512 frame (which adds the downscale).
+  time on a 1024x512 frame (which adds the downscale);
+- where every-frame extraction spends its time: a cProfile run per clip, ms per decoded frame
+  in each stage (decode, layout detection, thumbnail, eye resampling, horizon check, shard write).
 
 Writes benchmarks/results/video.json."""
 
@@ -64,6 +66,36 @@ def extraction(path: Path, every_s: float) -> tuple[int, int, float]:
                 w.write(Sample(f"k{rec.frame_index:06d}", rgb, meta={"t": rec.time_s}))
         w.close()
     return info[0].frames_decoded, sampled, time.perf_counter() - t0
+
+
+def stage_profile(path: Path) -> dict:
+    """Every-frame extraction under cProfile (a separate, slower run): milliseconds per decoded
+    frame in each stage of the per-frame path (cumulative times of the stage's function)."""
+    import cProfile
+    import pstats
+
+    stages = {  # stage -> (file suffix, function name)
+        "grab": ("~", "<method 'grab' of 'cv2.VideoCapture' objects>"),
+        "retrieve": ("~", "<method 'retrieve' of 'cv2.VideoCapture' objects>"),
+        "preview": ("frames.py", "preview"),
+        "layout_detect": ("frames.py", "detect"),
+        "thumbnail": ("layout.py", "cheap_thumbnail"),
+        "stereo_eyes_check": ("layout.py", "eyes_match"),
+        "eye_resample": ("frames.py", "eye"),
+        "horizon_check": ("horizon.py", "check_horizon"),
+        "valid_band": ("frames.py", "valid_band"),
+        "shard_write": ("shards.py", "write"),
+    }
+    prof = cProfile.Profile()
+    prof.enable()
+    n, _, _ = extraction(path, 1 / 30)
+    prof.disable()
+    st = pstats.Stats(prof).stats  # {(file, line, name): (cc, nc, tt, ct, callers)}
+    out = {}
+    for stage, (suffix, fn) in stages.items():
+        ct = sum(v[3] for (f, _, name), v in st.items() if name == fn and f.endswith(suffix))
+        out[stage] = round(1000 * ct / n, 3)
+    return {"frames": n, "ms_per_frame": out}
 
 
 HELD_OUT_SEEDS = range(300, 315)
@@ -264,6 +296,10 @@ def main() -> int:
             out["extraction_real_clip"][f"every_{every:.3f}s"] = {
                 "video_frames": n, "sampled": sampled, "video_fps": n / t, "ratio_vs_bare_decode": (n / t) / (rn / rt),
             }
+    out["load_average_after_extraction"] = [round(x, 2) for x in os.getloadavg()]
+    out["every_frame_profile"] = {FIXTURE.name: stage_profile(FIXTURE)}
+    if real_clip.is_file():
+        out["every_frame_profile"][real_clip.name] = stage_profile(real_clip)
     out["check_time_working_size"] = check_time_at_working_size()
     out["horizon"] = {"fixture": horizon_accuracy()}
     if REAL.is_dir():

@@ -179,3 +179,31 @@ def test_black_and_white_pole_caps_are_accepted_and_masked(tmp_path, erps, layou
         assert -80.0 <= r.valid_lat_bottom <= -72.0, r.valid_lat_bottom  # at -90 + 14.4 = -75.6°
     plain = [r for r, _ in _run(_clip(tmp_path, erps, "plain", layout, size)) if r.accepted]
     assert plain and all(r.valid_lat_top > 85.0 and r.valid_lat_bottom < -85.0 for r in plain)
+
+
+@needs_clip
+def test_layout_voted_once_and_a_frame_whose_eyes_differ_rechecked(tmp_path, erps):
+    """Without metadata the layout is the majority of the first frames' content: one flat frame
+    opening a top-bottom clip does not change the others' layout; that frame's eyes do not match,
+    so it is classified on its own and rejected."""
+    flat = compose(erps[1], "flat", W169)
+    frames = [compose(erps[0], "tb", W169), flat] + [compose(f, "tb", W169) for f in erps[1:]]
+    recs = _run(write_mp4(tmp_path / "tb_with_flat.mp4", frames))
+    assert len(recs) == 5
+    assert [r.layout for r, _ in recs] == ["stereo_tb", "not_panoramic", "stereo_tb", "stereo_tb", "stereo_tb"], \
+        [(r.layout, r.detail) for r, _ in recs]
+    assert recs[1][0].reason == "not_panoramic" and recs[1][1] is None
+    assert {r.layout_source for r, _ in recs} == {"content"}
+    assert sum(r.accepted for r, _ in recs) >= 3
+
+
+def test_vote_majority_and_its_detail():
+    from dap_model.video.layout import Layout, vote
+
+    flat = Layout("not_panoramic", False, "aspect 1.78:1")
+    assert vote([flat, Layout("mono", True), Layout("mono", True)]).name == "mono"
+    v = vote([flat, flat, Layout("mono", True)])
+    assert (v.name, v.ok) == ("not_panoramic", False) and "2 of 3 vote frames" in v.detail
+    assert vote([Layout("stereo_tb", True), Layout("mono", True)]).name == "stereo_tb"  # tie: the earliest
+    with pytest.raises(ValueError):
+        vote([])

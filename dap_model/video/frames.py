@@ -22,7 +22,7 @@ from dap_model.errors import InputError
 from dap_model.video.horizon import check_horizon
 from dap_model.video.layout import (
     ACCEPTED_LAYOUTS, CONTENT, METADATA, VOTE_FRAMES, VOTE_SPACING_S, Layout, cheap_thumbnail, detect_layout, eye_view, eyes_match,
-    layout_from_metadata, shrink, take_eye, vote,
+    layout_from_metadata, take_eye, vote,
 )
 from dap_model.video.spherical import SphericalMeta, read_spherical
 from dap_model.schema import validate_table
@@ -141,7 +141,7 @@ class FrameValidator:
     The layout is decided once per video: from the spherical metadata when it states one, else
     by a majority vote of `detect_layout` over `VOTE_FRAMES` sampled frames at least
     `VOTE_SPACING_S` apart at the start of the video (`pending` holds the frames sampled until
-    then, shrunk to `preview_width` wide with their aspect kept). Each frame then costs a cheap
+    then, halved down to less than twice `preview_width` wide with their aspect kept). Each frame then costs a cheap
     thumbnail (duplicates stop there) and, for a new frame, one area resampling of its eye to the
     working size, the horizon check and the resize to the stored size."""
 
@@ -165,10 +165,12 @@ class FrameValidator:
         return max(4 * self.eye_height, 512)
 
     def preview(self, bgr: np.ndarray) -> np.ndarray:
-        """The frame [H,W,3] shrunk to at most `preview_width` wide, aspect kept."""
-        h, w = bgr.shape[:2]
-        pw = min(w, self.preview_width)
-        return shrink(bgr, pw, max(1, round(h * pw / w)))
+        """The frame [H,W,3] halved (2x2 area averages, aspect kept) while at least twice
+        `preview_width` wide: the cheapest shrink (~0.4 ms from 1920x960)."""
+        while bgr.shape[1] >= 2 * self.preview_width and bgr.shape[0] >= 2:
+            h2, w2 = bgr.shape[0] // 2, bgr.shape[1] // 2
+            bgr = cv2.resize(bgr[: 2 * h2, : 2 * w2], (w2, h2), interpolation=cv2.INTER_AREA)
+        return bgr
 
     def detect(self, bgr: np.ndarray) -> Layout:
         s = self.s
