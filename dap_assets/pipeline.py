@@ -49,63 +49,59 @@ def _figures(metadata: dict) -> str:
 
 
 class _Follower:
-    """Prints a line per finished step of one run while it executes (polls the event log)."""
+    """Prints a line per finished step of a run while it executes (reads its event log by cursor)."""
+
+    KINDS = ("STEP_SUCCESS", "STEP_FAILURE", "ASSET_MATERIALIZATION", "ASSET_CHECK_EVALUATION")
 
     def __init__(self, instance, t0: float):
         self.instance, self.t0 = instance, t0
 
-    def follow(self, run_id_box: list, done: threading.Event, label: str) -> list[str]:
-        from dagster import DagsterEventType
-
-        kinds = {DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE,
-                 DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_CHECK_EVALUATION}
-        seen, figures, failed = 0, {}, []
-        while True:
-            finished = done.wait(1.0)
-            if not run_id_box:
-                if finished:
-                    return failed
-                continue
-            entries = self.instance.all_logs(run_id_box[0], of_type=kinds)
-            for entry in entries[seen:]:
-                ev = entry.dagster_event
-                step = ev.step_key or ""
-                if ev.event_type == DagsterEventType.ASSET_MATERIALIZATION:
-                    figures[step] = _figures(ev.event_specific_data.materialization.metadata)
-                elif ev.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
-                    check = ev.event_specific_data
-                    if not check.passed:
-                        print(f"{self._clock()}   check {check.check_name} on "
-                              f"{check.asset_key.to_user_string()}: {check.severity.value}", flush=True)
-                else:
-                    ok = ev.event_type == DagsterEventType.STEP_SUCCESS
-                    if not ok:
-                        failed.append(step)
-                    if ok and step not in figures:
-                        continue  # a check-only step
-                    secs = (ev.event_specific_data.duration_ms or 0) / 1000 if ok else float("nan")
-                    name = step + (f" [{label}]" if label else "")
-                    status = f"{secs:7.1f} s" if ok else " FAILED  "
-                    print(f"{self._clock()} {name:<42} {status}  {figures.get(step, '')}", flush=True)
-            seen = len(entries)
-            if finished:
-                return failed
-
-    def _clock(self) -> str:
+    def clock(self) -> str:
         s = int(time.perf_counter() - self.t0)
         return f"[{s // 60:3d}:{s % 60:02d}]"
 
+    def follow(self, run_id: str, done: threading.Event, label: str) -> None:
+        from dagster import DagsterEventType
 
-def _run_job(recon_repo, instance, name: str, run_config: dict, tags: dict, follower: _Follower,
+        kinds = {DagsterEventType[k] for k in self.KINDS}
+        cursor, figures = None, {}
+        while True:
+            finished = done.wait(1.0)
+            page = self.instance.get_records_for_run(run_id, cursor=cursor, of_type=kinds)
+            cursor = page.cursor
+            for record in page.records:
+                self._print(record.event_log_entry.dagster_event, figures, label)
+            if finished and not page.has_more:
+                return
+
+    def _print(self, ev, figures: dict, label: str) -> None:
+        from dagster import DagsterEventType
+
+        step = ev.step_key or ""
+        if ev.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+            figures[step] = _figures(ev.event_specific_data.materialization.metadata)
+        elif ev.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
+            check = ev.event_specific_data
+            if not check.passed:
+                print(f"{self.clock()}   check {check.check_name} on "
+                      f"{check.asset_key.to_user_string()}: {check.severity.value}", flush=True)
+        else:
+            ok = ev.event_type == DagsterEventType.STEP_SUCCESS
+            if ok and step not in figures:
+                return  # a check-only step
+            status = f"{(ev.event_specific_data.duration_ms or 0) / 1000:7.1f} s" if ok else " FAILED  "
+            name = step + (f" [{label}]" if label else "")
+            print(f"{self.clock()} {name:<42} {status}  {figures.get(step, '')}", flush=True)
+
+
+def _run_job(recon_repo, repo_def, instance, name: str, run_config: dict, tags: dict, follower: _Follower,
              partition_key: str | None = None) -> tuple[bool, str]:
     """Execute one job (its executor, retries, tags) and follow it; (success, run id)."""
-    from dagster import execute_job
+    from dagster import RunsFilter, execute_job
 
-    job_def = recon_repo.get_definition().get_job(name)
     run_tags = dict(tags)
     if partition_key is not None:
-        run_tags.update(job_def.get_tags_for_partition_key(partition_key, selected_asset_keys=None))
-    box: list[str] = []
+        run_tags.update(repo_def.get_job(name).get_tags_for_partition_key(partition_key, selected_asset_keys=None))
     done = threading.Event()
     result: dict = {}
 
@@ -119,22 +115,17 @@ def _run_job(recon_repo, instance, name: str, run_config: dict, tags: dict, foll
 
     worker = threading.Thread(target=target, daemon=True)
     worker.start()
-    # the run id exists once the run is created: find it by the tags of this launch
-    from dagster import RunsFilter
-
-    while not box and not done.is_set():
-        runs = instance.get_runs(RunsFilter(job_name=name, tags={PIPELINE_TAG: tags[PIPELINE_TAG],
-                                                                  **({"dagster/partition": partition_key}
-                                                                     if partition_key else {})}), limit=1)
-        if runs:
-            box.append(runs[0].run_id)
-        else:
-            time.sleep(0.2)
-    if not box:
-        box.append(result.get("run_id", ""))
-    follower.follow(box, done, partition_key or "")
+    # the run exists once execute_job has created it: find it by the tags of this launch
+    launched = RunsFilter(job_name=name, tags={PIPELINE_TAG: tags[PIPELINE_TAG],
+                                               **({"dagster/partition": partition_key} if partition_key else {})})
+    runs = instance.get_runs(launched, limit=1)
+    while not runs and not done.wait(0.2):
+        runs = instance.get_runs(launched, limit=1)
+    run_id = runs[0].run_id if runs else result.get("run_id", "")
+    if run_id:
+        follower.follow(run_id, done, partition_key or "")
     worker.join()
-    return bool(result.get("success")), result.get("run_id", box[0])
+    return bool(result.get("success")), run_id
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,13 +166,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("mlflow").setLevel(max(logging.WARNING, getattr(logging, args.log_level.upper())))
     recon_repo = ReconstructableRepository.for_module(
         LOCATION_MODULE, "defs", working_directory=str(Path(__file__).resolve().parents[1]))
+    repo_def = recon_repo.get_definition()
     t0 = time.perf_counter()
-    follower = _Follower(None, t0)
     print(f"pipeline run {pipeline_run} (profile {cfg.profile}), Dagster instance {home}", flush=True)
     failures: list[str] = []
     with DagsterInstance.get() as instance:
-        follower.instance = instance
-        ok, run_id = _run_job(recon_repo, instance, ingest_job.name, run_config, tags, follower)
+        follower = _Follower(instance, t0)
+        ok, run_id = _run_job(recon_repo, repo_def, instance, ingest_job.name, run_config, tags, follower)
         if not ok:
             print(f"{ingest_job.name} failed (Dagster run {run_id}); see the Dagster UI", flush=True)
             return 1
@@ -190,14 +181,14 @@ def main(argv: list[str] | None = None) -> int:
         if plan.new_buckets:
             instance.add_dynamic_partitions(WEB_VIDEO_BUCKETS.name, plan.new_buckets)
         buckets = sorted(set(plan.touched) | set(pending_buckets(store)))
-        print(f"{follower._clock()} {plan.assigned} web videos ({len(plan.new_videos)} new) in "
+        print(f"{follower.clock()} {plan.assigned} web videos ({len(plan.new_videos)} new) in "
               f"{len(instance.get_dynamic_partitions(WEB_VIDEO_BUCKETS.name))} buckets, {len(buckets)} with work"
               + (f": {plan.reason}" if plan.mark is None else ""), flush=True)
         for bucket in buckets:
-            ok, run_id = _run_job(recon_repo, instance, web_video_job.name, run_config, tags, follower, bucket)
+            ok, run_id = _run_job(recon_repo, repo_def, instance, web_video_job.name, run_config, tags, follower, bucket)
             if not ok:
                 failures.append(f"{web_video_job.name} [{bucket}] (run {run_id})")
-        ok, run_id = _run_job(recon_repo, instance, retrain_job.name, run_config, tags, follower)
+        ok, run_id = _run_job(recon_repo, repo_def, instance, retrain_job.name, run_config, tags, follower)
         if not ok:
             failures.append(f"{retrain_job.name} (run {run_id})")
 
