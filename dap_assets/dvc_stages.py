@@ -54,7 +54,7 @@ STAGES: dict[str, Stage] = {
     "web_videos": Stage(_store(layout.WEB_VIDEOS), ("video",)),
     "web_frames": Stage(_store(layout.WEB_FRAMES), ("video",)),
     "dit360_indoor": Stage(_store(layout.SYNTH), ("synthesis",)),
-    "scene_tags": Stage(_store(layout.POOL_TAGS), ("tagging",)),
+    "scene_tags": Stage(_store(layout.REAL, layout.POOL_TAGS), ("pool", "tagging", "video")),
     "unlabeled_pool": Stage(_store(layout.POOL_MANIFEST), ()),
     "scene_invariant_labeler": Stage(_store(layout.model_prefix("stage1")), _TRAINING),
     "stage1_pseudo_labels": Stage(_store(layout.PSEUDO_STAGE1), _PSEUDO),

@@ -202,6 +202,27 @@ class TaggingConfig(Section):
     )
 
 
+class RealSource(Section):
+    """A local folder of real, unlabelled 360° material for the pool (`dap_model/real_pool.py`)."""
+
+    path: str = Field(..., min_length=1, description="folder (relative = to the project folder); missing = skipped with a logged reason")
+    kind: Literal["images", "videos"] = Field(
+        ..., description="images: ERP 2:1 jpg/png, searched recursively; videos: 360° video files, through the web-video frame path"
+    )
+
+
+class PoolConfig(Section):
+    """The unlabelled pool's candidates beyond web video and synthesis."""
+
+    real_sources: list[RealSource] = Field(
+        default_factory=list, description="real panoramas and videos added to the pool (stored under real/, tagged "
+        "like web frames, sized by video.height); empty = web frames and synthesised images only"
+    )
+    real_max_files: int = Field(
+        0, ge=0, description="images or videos read per real source, first by relative path; 0 = all"
+    )
+
+
 class SynthesisConfig(Section):
     """Indoor panorama synthesis (`dap_model.synthesis`; backends `builtin`, `dit360`)."""
 
@@ -562,6 +583,7 @@ class DapConfig(Section):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     video: VideoConfig = Field(default_factory=VideoConfig)
     tagging: TaggingConfig = Field(default_factory=TaggingConfig)
+    pool: PoolConfig = Field(default_factory=PoolConfig)
     synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     loss: LossConfig = Field(default_factory=LossConfig)

@@ -22,6 +22,8 @@ command and test names a key through this module, never as a string literal.
 | `web/test/*.tar`, `manifest.parquet`   | web_video_manifest          | the held-out web benchmark                          |
 | `synth/shards/*.tar`, `synth/gt/*.tar` | dit360_indoor               | synthesised panoramas; withheld depth (measurement) |
 | `synth/manifest.parquet`               | dit360_indoor               | one row per synthesised panorama                    |
+| `real/shards/<source>-NNNNNN.tar`      | scene_tags                  | real panoramas / video frames (`pool.real_sources`) |
+| `real/manifest.parquet`, `summary.json`| scene_tags                  | every real file or frame: accepted, or why not      |
 | `pool/scene_tags.parquet`              | scene_tags                  | indoor/outdoor tag of every pool candidate          |
 | `pool/manifest.parquet`                | unlabeled_pool              | the unlabelled pool                                 |
 | `models/<stage>/model.safetensors`     | stage1/2/3 labelers         | weights (+ `model.json`, resolved config)           |
@@ -122,6 +124,12 @@ SYNTH_MANIFEST = manifest(SYNTH)  # one row per synthesised panorama
 
 WITHHELD_GT = (WEB_GT, SYNTH_GT)  # prefixes of withheld ground truth: measurement code only, never curation
 
+# --- real unlabelled material ------------------------------------------------------------
+REAL = "real"  # real panoramas and video frames from the folders of `pool.real_sources`
+REAL_SHARDS = join(REAL, "shards")  # rgb shards <source>-NNNNNN.tar (pool candidates)
+REAL_MANIFEST = manifest(REAL)  # one row per real image file or sampled video frame: accepted, or the reason
+REAL_SUMMARY = join(REAL, "summary.json")  # per source: folder, kind, fingerprint of its files and knobs, counts
+
 # --- unlabelled pool ---------------------------------------------------------------------
 POOL = "pool"  # the unlabelled pool's tables
 POOL_TAGS = join(POOL, "scene_tags.parquet")  # indoor/outdoor tag + confidence of every candidate
@@ -169,4 +177,4 @@ DISTILL = "distill"  # perspective-teacher pseudo-labels (Depth Anywhere branch)
 DISTILL_MANIFEST = manifest(DISTILL)  # one row per distilled panorama
 DISTILL_TEACHER = join(DISTILL, TEACHER_NAME)  # which teacher produced the set
 
-TOP_LEVEL = (AIRSIM360, LABELED, WEB, SYNTH, POOL, MODELS, CURATION, PSEUDO, DISTILL)  # every top-level prefix of the store
+TOP_LEVEL = (AIRSIM360, LABELED, WEB, SYNTH, REAL, POOL, MODELS, CURATION, PSEUDO, DISTILL)  # every top-level prefix of the store

@@ -1,5 +1,10 @@
-"""The unlabeled pool: every accepted web frame and every synthesised panorama, with its scene
-tag (indoor/outdoor), source (web/synth) and where it lives (shard store key + sample key).
+"""The unlabeled pool: every accepted web frame, every synthesised panorama and every accepted
+real image or frame (`pool.real_sources`, `dap_model.real_pool`), with its scene tag
+(indoor/outdoor), source (web/synth/real) and where it lives (shard store key + sample key).
+
+Web frames are found through the ingest buckets (`dap_model.video.buckets`): the assignment,
+then one outcomes table per bucket, then the frames manifest of each video that is `ok` at step
+`frames` — never a listing of `web/frames/` (hundreds of thousands of objects at DAP's scale).
 
     tags = tag_sources(store, get_tagger(cfg.tagging))     # one row per image, failures included
     pool = build_pool(tags)                               # the ok rows → domain
@@ -24,7 +29,7 @@ from dap_model.data.shards import Sample, iter_shard, read_raw
 from dap_model.errors import InputError
 from dap_model.schema import validate_table
 
-SOURCES = ("web", "synth")
+SOURCES = ("web", "synth", "real")
 DOMAINS = ("indoor", "outdoor")
 
 _COMMON = {
@@ -56,17 +61,38 @@ POOL_SCHEMA = pa.DataFrameSchema(
 )
 
 
-def web_frame_items(store) -> pd.DataFrame:
-    """Accepted web frames from every per-video manifest (`web/frames/<video_id>/frames.parquet`)
-    → [key, shard, source, origin]. A manifest's `shard` is a store key when it contains '/',
-    else a file name beside the manifest."""
+def extracted_videos(store) -> list[str]:
+    """Videos whose frames are extracted (`ok` at step `frames` in their bucket's outcomes),
+    sorted: one read of the assignment and one outcomes table per bucket."""
+    from dap_model.video.buckets import load_assignment, read_outcomes
+
+    done: list[str] = []
+    for bucket in load_assignment(store)["bucket"].unique():
+        out = read_outcomes(store, str(bucket))
+        if out is not None:
+            done += out.loc[(out["status"] == "ok") & (out["step"] == "frames"), "video_id"].astype(str).tolist()
+    return sorted(done)
+
+
+def web_frame_items(store, progress: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """Accepted frames of every extracted video (`extracted_videos`), from its manifest
+    `web/frames/<video_id>/frames.parquet` → [key, shard, source, origin]. A manifest's `shard`
+    is a store key when it contains '/', else a file name beside the manifest. An extracted video
+    whose manifest is gone is left out with a progress line."""
+    from dap_model.errors import StorageError
+    from dap_model.storage import safe_key
     from dap_model.video.frames import validate_frames_manifest
 
     parts = []
-    for mkey in store.list(layout.WEB_FRAMES):
-        if not mkey.endswith("/" + layout.FRAMES_MANIFEST_NAME):
+    for vid in extracted_videos(store):
+        mkey = layout.web_frames_manifest(safe_key(vid))
+        try:
+            data = store.get_bytes(mkey)
+        except (InputError, StorageError) as err:
+            if progress:
+                progress(f"web video {vid}: frames manifest unreadable, left out: {err}")
             continue
-        df = validate_frames_manifest(pd.read_parquet(io.BytesIO(store.get_bytes(mkey))), store.uri(mkey))
+        df = validate_frames_manifest(pd.read_parquet(io.BytesIO(data)), store.uri(mkey))
         df = df[df["accepted"]]
         folder = str(PurePosixPath(mkey).parent)
         shard = [s if "/" in s else f"{folder}/{s}" for s in df["shard"]]
@@ -129,7 +155,10 @@ def tag_items(store, items: pd.DataFrame, tagger, progress: Callable[[str], None
 
 
 def tag_sources(store, tagger, progress: Callable[[str], None] | None = None) -> pd.DataFrame:
-    items = pd.concat([web_frame_items(store), synth_items(store)], ignore_index=True)
+    """Tag every pool candidate in the store: web frames, synthesised images, real images/frames."""
+    from dap_model.real_pool import real_items
+
+    items = pd.concat([web_frame_items(store, progress), synth_items(store), real_items(store)], ignore_index=True)
     return tag_items(store, items, tagger, progress)
 
 

@@ -1,5 +1,6 @@
 """dit360_indoor (builtin backend) → scene_tags → unlabeled_pool, through Dagster, on a local
-store holding web frames in the `web/frames/<video_id>/` layout (one of them corrupt)."""
+store holding web frames in the `web/frames/<video_id>/` layout (one of them corrupt), recorded as
+extracted in the ingest buckets' outcomes."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from dap_model import layout
 from dap_model.pool import iter_pool, load_pool_manifest, load_tags
 from dap_model.data.shards import Sample, ShardWriter, iter_shard
 from dap_model.storage import open_store
+from tests.pool_store import record_extracted
 
 
 def _put_web_video(store, tmp_path, video_id: str, frames: list[np.ndarray], corrupt_key: str | None = None) -> None:
@@ -61,6 +63,7 @@ def test_pool_assets_end_to_end(tmp_path):
     cfg = load_config("test")
     store = open_store(cfg.storage)
     _put_web_video(store, tmp_path, "vidA", _outdoor_frames(3, 32), corrupt_key="vidA-broken")
+    record_extracted(store, ["vidA"])  # its bucket's outcome: frames extracted
 
     res = materialize(
         [dit360_indoor, scene_tags, unlabeled_pool, pool_has_both_domains],

@@ -2,8 +2,9 @@
 
 `scene_tags` is unpartitioned and depends on every partition of the dynamically partitioned
 `web_frames` (Dagster's default all-partitions mapping): the pool is one table, and one run tags
-every accepted frame found in the store's per-video manifests plus every synthesised image, so a
-new video shows `scene_tags` as stale and one run brings the pool up to date."""
+every accepted frame of the extracted videos plus every synthesised image, so a new video shows
+`scene_tags` as stale and one run brings the pool up to date. The same run first reads the real
+folders of `pool.real_sources` into `real/` (unchanged folders are kept as they are)."""
 
 
 from dagster import (
@@ -28,6 +29,7 @@ from dap_model.pool import (
     write_pool,
     write_tags,
 )
+from dap_model.real_pool import ingest_real_sources
 from dap_model.synthesis.store import synthesize_to_store
 from dap_model.tagging import get_tagger
 from dap_model.versioning import store_hash
@@ -64,8 +66,12 @@ def dit360_indoor(context: AssetExecutionContext, dap: DapConfigResource, storag
     retry_policy=transient_retry_policy(),
 )
 def scene_tags(context: AssetExecutionContext, dap: DapConfigResource, storage: StorageResource) -> MaterializeResult:
-    """Indoor/outdoor tag of every accepted web frame and every synthesised image (`pool/scene_tags.parquet`)."""
+    """Indoor/outdoor tag of every accepted web frame, synthesised image and real image or frame
+    (`pool.real_sources`, read into `real/` first) → `pool/scene_tags.parquet`."""
     cfg, store = dap.get(), storage.store()
+    real = ingest_real_sources(cfg, store, progress=context.log.info)
+    for src in real.skipped():
+        context.log.warning(f"real source {src['id']} skipped: {src['reason']}")
     tagger = get_tagger(cfg.tagging)
     tags = tag_sources(store, tagger, progress=context.log.info)
     write_tags(store, tags)
@@ -81,6 +87,7 @@ def scene_tags(context: AssetExecutionContext, dap: DapConfigResource, storage: 
             "failed": len(failed),
             "counts": _md_table(counts),
             "mean_confidence": float(tags.loc[tags["ok"], "confidence"].mean()) if tags["ok"].any() else 0.0,
+            "real_sources": MetadataValue.json(real.sources),
         },
         data_version=DataVersion(store_hash(store, layout.POOL_TAGS)),
     )
