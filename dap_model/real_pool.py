@@ -209,8 +209,9 @@ def _ingest_videos(sid: str, folder: Path, files: list[Path], video, writer: Sha
 
         try:
             df, _ = collect_frames(f, video, vid, rel, sink)
-        except (DapError, OSError, cv2.error) as err:
-            text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        except Exception as err:  # noqa: BLE001 — one bad file (truncated, malformed boxes) is a row, never a failed run
+            text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            text = text if isinstance(err, DapError) else f"{type(err).__name__}: {text}"
             rows.append(_row(sid, "videos", rel, reason="unreadable", detail=text))
             if progress:
                 progress(f"real source {sid}: {rel} unreadable: {text}")

@@ -208,3 +208,25 @@ def test_real_max_files_reads_the_first_files_of_the_kind(folders):
     cfg = _cfg((str(folders / "images"), "images"), extra=["pool.real_max_files=2"])
     m = ingest_real_sources(cfg, open_store(cfg.storage)).manifest
     assert list(m["file"]) == ["broken.png", "notes.txt", "rooms/room 1.png"]  # 2 images by path + the rest as unsupported
+
+
+@pytest.mark.slow
+def test_scene_tags_reads_the_real_folders_through_dagster(folders):
+    """The asset: real folders read before tagging, the missing one skipped with a warning, the
+    summary in the metadata, the real panoramas in the pool manifest."""
+    from dagster import DagsterInstance, materialize
+
+    from dap_assets.assets.pool import scene_tags, unlabeled_pool
+    from dap_assets.resources import default_resources
+    from dap_model.pool import load_pool_manifest
+
+    spec = f"pool.real_sources=[{{path: '{folders / 'images'}', kind: images}}, {{path: nowhere, kind: videos}}]"
+    with DagsterInstance.ephemeral() as instance:
+        res = materialize([scene_tags, unlabeled_pool], resources=default_resources(profile="test", overrides=[spec]),
+                          instance=instance, raise_on_error=True)
+        logs = [e.user_message for e in instance.all_logs(res.run_id)]
+    sources = res.asset_materializations_for_node("scene_tags")[0].metadata["real_sources"].data
+    assert [(s["id"], s["status"]) for s in sources] == [("images", "ingested"), ("nowhere", "skipped")]
+    assert any("real source nowhere skipped" in m and "no such folder" in m for m in logs)
+    pool = load_pool_manifest(open_store(load_config("test").storage))
+    assert sorted(pool.loc[pool["source"] == "real", "origin"]) == ["images:rooms/room 1.png", "images:street.jpg"]
