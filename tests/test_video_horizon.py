@@ -209,7 +209,7 @@ def real_panoramas():
 @pytest.mark.slow
 @needs_real
 def test_real_panoramas_upright_accepted_tilted_rejected(real_panoramas):
-    """Measured at 1024x512 (benchmarks/results/video.json): upright 0.89, tilted 10-30° rejected
+    """Measured at 1024x512 (benchmarks/results/video.json, horizon.json): upright 0.89, tilted 10-30° rejected
     0.98, median upright error 1.5°; the bars leave room for the differences of this 512x256 copy."""
     torch.set_num_threads(1)
     rng = np.random.default_rng(11)
@@ -312,3 +312,24 @@ def test_black_caps_with_a_tilt_are_still_rejected():
     rgb, _ = render(scene, fr[0].position, r.numpy(), 128, "web", seed=7)
     res = check_horizon(_capped(rgb, 20, 25, "black"))
     assert res.reason == "tilted" and abs(res.tilt_deg - 15.0) < 4.0, (res.reason, res.tilt_deg)
+
+
+def test_estimate_up_by_cue():
+    """`cues` selects the evidence (what `bench_horizon.py` reports per image): the line cue alone
+    and both cues find the tilt of a tilted street; the appearance cue alone gives another
+    estimate; an unknown cue is a clear error."""
+    from dap_model.sim import render, render_sequence
+    from dap_model.video.horizon import InputError, estimate_up
+
+    torch.set_num_threads(1)
+    scene, fr = render_sequence("city", 512, 1, 128, style="web")
+    rgb, _ = render(scene, fr[0].position, _tilt_rotation(15.0, 0.7).numpy(), 128, "web", seed=7)
+    g = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    tilt = {}
+    for cues in (("lines",), ("appearance",), ("lines", "appearance")):
+        up, _, _ = estimate_up(g, rgb, cues=cues)
+        tilt[cues] = math.degrees(math.acos(float(up[1])))
+    assert abs(tilt[("lines",)] - 15.0) < 4.0 and abs(tilt[("lines", "appearance")] - 15.0) < 4.0, tilt
+    assert abs(tilt[("appearance",)] - tilt[("lines", "appearance")]) > 0.5, tilt
+    with pytest.raises(InputError, match="cues"):
+        estimate_up(g, rgb, cues=("sky",))

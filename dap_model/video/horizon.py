@@ -316,19 +316,27 @@ def brightness_eta2(feat: np.ndarray, area: np.ndarray, h: int, cands: np.ndarra
 
 
 def estimate_up(
-    g: np.ndarray, rgb: np.ndarray, band_deg: tuple[float, float] = (90.0, -90.0), search_deg: float = SEARCH_DEG
+    g: np.ndarray,
+    rgb: np.ndarray,
+    band_deg: tuple[float, float] = (90.0, -90.0),
+    search_deg: float = SEARCH_DEG,
+    cues: tuple[str, ...] = ("lines", "appearance"),
 ) -> tuple[np.ndarray, float, int]:
     """World up in the camera frame from a grey ERP g [h,2h] and the RGB frame [H,2H,3], both
     cues restricted to the valid band `band_deg` = (top, bottom) latitude:
-    (up [3], confidence, n_segments); up is nan when neither cue has any evidence."""
+    (up [3], confidence, n_segments); up is nan when neither cue has any evidence. `cues`
+    selects the evidence summed in the search (both by default; one alone shows which cue
+    drives an estimate)."""
+    if not cues or set(cues) - {"lines", "appearance"}:
+        raise InputError(f"estimate_up: cues must be a non-empty subset of ('lines', 'appearance'), got {cues}")
     n, w = line_segments(g, band_deg)
     thumbs = appearance(rgb, band_deg)
     v = np.array([0.0, 1.0, 0.0])
     for level, (radius, step, sigma, t) in enumerate(LEVELS):
         cands = _local_candidates(v, search_deg if level == 0 else radius, step)
         eta2 = brightness_eta2(*thumbs[t], BRIGHT_HEIGHT[t], cands, BRIGHT_BINS[t])
-        ll = -0.5 * BRIGHT_NEFF * np.log1p(-np.minimum(eta2, 0.999))
-        if n.shape[0]:
+        ll = -0.5 * BRIGHT_NEFF * np.log1p(-np.minimum(eta2, 0.999)) if "appearance" in cues else np.zeros(len(cands))
+        if n.shape[0] and "lines" in cues:
             ll = ll + line_score(n, w, cands, sigma)
         if level == 0 and n.shape[0] < MIN_SEGMENTS and float(eta2.max()) < MIN_BRIGHT_ETA2:
             return np.full(3, np.nan, np.float32), 0.0, int(n.shape[0])
