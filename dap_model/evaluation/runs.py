@@ -9,7 +9,7 @@ from typing import Any
 
 from dap_model import layout
 from dap_model.config import DapConfig
-from dap_model.errors import InputError
+from dap_model.errors import DapError, InputError
 
 
 @dataclass
@@ -22,16 +22,46 @@ class ModelEntry:
 
 
 def champion_entry(cfg: DapConfig) -> ModelEntry | None:
-    """The model behind `models:/<registered_model>@<champion_alias>`, or None when unset."""
+    """The model behind `models:/<registered_model>@<champion_alias>`, or None when the model is
+    not registered or has no such alias. Any other failure (an unreachable or refusing registry)
+    is a DapError naming the registry URI and the model: never read as "no champion", which
+    would let the gate promote without a comparison."""
+    import mlflow
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
+    name, alias = cfg.mlflow.registered_model, cfg.mlflow.champion_alias
     client = MlflowClient()
     try:
-        mv = client.get_model_version_by_alias(cfg.mlflow.registered_model, cfg.mlflow.champion_alias)
-    except Exception:
-        return None
-    return ModelEntry("champion", "champion", f"models:/{cfg.mlflow.registered_model}/{mv.version}",
+        try:  # the alias is read from the model, not from the by-alias call, whose "no such
+            # alias" error (INVALID_PARAMETER_VALUE) is shared with real request errors
+            version = client.get_registered_model(name).aliases.get(alias)
+        except MlflowException as err:
+            if err.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+                return None  # the model is not registered yet
+            raise
+        if version is None:
+            return None
+        mv = client.get_model_version(name, str(version))
+    except Exception as err:  # noqa: BLE001 — re-raised as one line naming the registry
+        uri = mlflow.get_registry_uri()
+        text = (str(err).strip().splitlines() or [""])[0][:300]
+        raise DapError(f"champion models:/{name}@{alias}: MLflow registry {_without_credentials(uri)} "
+                       f"failed: {type(err).__name__}: {_without_credentials(text, uri)}") from None
+    return ModelEntry("champion", "champion", f"models:/{name}/{mv.version}",
                       run_id=mv.run_id, version=str(mv.version))
+
+
+def _without_credentials(text: str, uri: str | None = None) -> str:
+    """`text` with the user:password part of `uri` (default: `text` itself as a URI) masked."""
+    from urllib.parse import urlsplit
+
+    try:
+        userinfo = urlsplit(uri if uri is not None else text).netloc.rpartition("@")[0]
+    except ValueError:
+        return text
+    return text.replace(userinfo + "@", "***@") if userinfo else text
 
 
 def find_training_run(cfg: DapConfig, stage: str, pipeline_run: str) -> tuple[str | None, str | None]:
