@@ -460,14 +460,36 @@ def test_non_finite_value_is_found_in_any_memory_layout(bad):
 
 
 def test_cold_and_warm_grid_caches_give_identical_cubes():
-    from dap_model.geometry._views import cached_views_grid, clear_sampling_caches
+    from dap_model.geometry._views import cached_views_grid, cached_views_remap, clear_sampling_caches
 
     img = smooth_erp(16)
-    warm = erp_to_cube(img, 8)
-    clear_sampling_caches()
-    assert cached_views_grid.cache_info().currsize == 0
-    assert torch.equal(erp_to_cube(img, 8), warm)
-    assert cached_views_grid.cache_info().currsize == 1
+    for x in (img, img.double()):  # cv2 remap path (float32 CPU) and grid_sample path
+        warm = erp_to_cube(x, 8)
+        clear_sampling_caches()
+        assert cached_views_grid.cache_info().currsize == cached_views_remap.cache_info().currsize == 0
+        assert torch.equal(erp_to_cube(x, 8), warm)
+        assert cached_views_grid.cache_info().currsize == 1
+    assert cached_views_remap.cache_info().currsize == 0  # float64 needs no cv2 maps
+
+
+def test_erp_to_cube_remap_path_wraps_the_seam_and_continues_over_the_poles():
+    """The CPU float32 path (one cv2.remap) on a random image, against the explicitly padded
+    reference: every sample within the 1/32-px fixed-point error (≤ 1/64 px per axis on values
+    in [0,1]); samples whose footprint crosses the seam or a pole are exact. Clamping at the
+    seam instead of wrapping would be off by up to the jump between columns W−1 and 0."""
+    torch.manual_seed(0)
+    h, fw = 32, 24
+    img = torch.rand(1, 3, h, 2 * h)
+    ours = erp_to_cube(img, fw)[0]  # [6,3,fw,fw]
+    lon, lat = ray_to_lonlat(cube_face_rays(fw, dtype=F64))
+    u, v = lonlat_to_erp_pixel(lon, lat, h, 2 * h)  # [6,fw,fw]
+    ref = torch.stack([reference_sample(img.double(), u[k], v[k]) for k in range(6)]).float()
+    assert (ours - ref).abs().max().item() < 0.035
+    edge = (u < 0) | (u > 2 * h - 1) | (v < 0) | (v > h - 1)  # [6,fw,fw]
+    assert edge[2].sum() >= fw and edge[4].any() and edge[5].any()  # seam down the B face, both poles
+    assert (ours - ref).permute(0, 2, 3, 1)[edge].abs().max().item() < 1e-5
+    grad_path = erp_to_cube(img.requires_grad_(True), fw)[0]  # grid_sample path
+    assert (grad_path.detach() - ref).abs().max().item() < 1e-5
 
 
 def test_gradients_flow_through_cube_and_normals():
@@ -487,7 +509,8 @@ def test_gradients_flow_through_cube_and_normals():
 def test_cuda_matches_cpu():
     img = smooth_erp(64)
     dev = torch.device("cuda")
-    assert torch.allclose(erp_to_cube(img.to(dev), 32).cpu(), erp_to_cube(img, 32), atol=1e-5)
+    ref = erp_to_cube(img.double(), 32).float()  # CPU grid_sample path (float32 CPU uses cv2's fixed point)
+    assert torch.allclose(erp_to_cube(img.to(dev), 32).cpu(), ref, atol=1e-5)
     r = rotation_matrix(0.3, 0.2, 0.1)
     assert torch.allclose(rotate_erp(img.to(dev), r.to(dev)).cpu(), rotate_erp(img, r), atol=1e-4)
     depth = 2.0 + img[:, :1]

@@ -6,12 +6,19 @@ recomputed exactly by a small gather: column u wraps modulo W; row −1 is row 0
 opposite longitude (u + W/2), row H is row H−1 likewise (the same extension py360convert uses).
 Building a grid costs trig; the grid builders in the view modules cache it per
 (shape, device, dtype), so repeated calls only pay for `grid_sample`.
+
+`RemapMaps` is the same grid for OpenCV's `cv2.remap` (the CPU path of fixed views without
+gradients; cv2 is the library py360convert samples with): the K views stacked into one [K·h, w]
+fixed-point map (1/32-px bilinear weights, as py360convert's), so an HWC image is sampled by one
+remap call; the seam and pole samples are then overwritten by the exact gather above.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -94,3 +101,48 @@ def sample_erp(erp: Tensor, g: ErpGrid) -> Tensor:
             out.permute(0, 2, 3, 1).index_put_((k, i, j), vals.t())  # out [K,C,h,w]
         outs.append(out)
     return outs[0].unsqueeze(0) if b_count == 1 else torch.stack(outs)  # [B,K,C,h,w]
+
+
+@dataclass(frozen=True, eq=False)
+class RemapMaps:
+    """An `ErpGrid` with one shared grid as cv2 fixed-point maps: K views of h×w stacked into one
+    [K·h, w] map over the source ERP."""
+
+    k: int
+    h: int
+    w: int
+    map1: np.ndarray  # [K·h,w,2] int16 integer source pixel (x, y)
+    map2: np.ndarray | None  # [K·h,w] uint16 1/32-px fraction index; None for "nearest"
+    interpolation: int
+    fix: tuple  # (k, i, j, rows, cols, weights) of the grid: samples across the seam or a pole
+
+
+def build_remap_maps(g: ErpGrid) -> RemapMaps:
+    """cv2 maps of a float32 grid shared by the batch (g.grid [1,K,h,w,2])."""
+    if g.grid.shape[0] != 1 or g.grid.device.type != "cpu":
+        raise ValueError("build_remap_maps: needs one CPU grid shared by the batch")
+    k, h, w = g.grid.shape[1:4]
+    gd = g.grid[0].double()  # [K,h,w,2] normalised (align_corners=False)
+    u = ((gd[..., 0] + 1.0) * (g.w_src / 2) - 0.5).reshape(k * h, w).float().numpy()  # [K·h,w] pixels
+    v = ((gd[..., 1] + 1.0) * (g.h_src / 2) - 0.5).reshape(k * h, w).float().numpy()
+    nearest = g.mode == "nearest"
+    map1, map2 = cv2.convertMaps(u, v, cv2.CV_16SC2, nninterpolation=nearest)
+    interpolation = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+    return RemapMaps(k, h, w, map1, None if nearest else map2, interpolation, g.fixes[0])
+
+
+def remap_erp(erp: Tensor, m: RemapMaps) -> Tensor:
+    """erp [B,C,H,W] float32 on the CPU, C ≤ 4 (channels-last input is read without a copy) sampled
+    on `m` → [B,K,C,h,w] with channels-last strides (memory [B,K,h,w,C], as cv2 writes it)."""
+    b_count, c = erp.shape[:2]
+    out = np.empty((b_count, m.k * m.h, m.w, c), np.float32)  # [B,K·h,w,C]
+    for b in range(b_count):
+        hwc = np.ascontiguousarray(erp[b].permute(1, 2, 0).numpy())  # [H,W,C], a view when channels-last
+        dst = out[b] if c > 1 else out[b, ..., 0]  # [K·h,w,C] or [K·h,w], written in place
+        cv2.remap(hwc, m.map1, m.map2, m.interpolation, dst=dst, borderMode=cv2.BORDER_REPLICATE)
+    res = torch.from_numpy(out).view(b_count, m.k, m.h, m.w, c)  # [B,K,h,w,C]
+    k, i, j, rows, cols, weights = m.fix
+    if k.numel():
+        for b in range(b_count):
+            res[b].index_put_((k, i, j), (erp[b][:, rows, cols] * weights).sum(1).t())  # [n,C] exact
+    return res.permute(0, 1, 4, 2, 3)  # [B,K,C,h,w]

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from ._checks import GeometryInputError, check_mode, check_positive_int
-from ._sampler import ErpGrid, build_erp_grid
+from ._sampler import ErpGrid, RemapMaps, build_erp_grid, build_remap_maps
 from .erp import lonlat_to_erp_pixel, ray_to_lonlat
 from .rotation import rotation_matrix
 
@@ -76,7 +76,16 @@ def cached_views_grid(
     return views_grid(r.to(device), camera_plane_rays(*fov, *out_hw), h, w, check_mode("views", mode), dtype)
 
 
+@lru_cache(_CACHE)
+def cached_views_remap(
+    h: int, w: int, angles_deg: tuple[tuple[float, float, float], ...], fov: tuple[float, float], out_hw: tuple[int, int], mode: str
+) -> RemapMaps:
+    """cv2 maps of `cached_views_grid` on the CPU (float32): the K views stacked into one map."""
+    return build_remap_maps(cached_views_grid(h, w, angles_deg, fov, out_hw, mode, torch.device("cpu"), torch.float32))
+
+
 def clear_sampling_caches() -> None:
-    """Drop the cached view grids (the next call of a view sampler rebuilds its grid: a cold call)."""
+    """Drop the cached view grids and maps (the next call of a view sampler rebuilds them: a cold call)."""
+    cached_views_remap.cache_clear()
     cached_views_grid.cache_clear()
     camera_plane_rays.cache_clear()

@@ -20,8 +20,8 @@ from ._checks import (
     check_positive_int,
     check_tensor,
 )
-from ._sampler import compute_dtype, sample_erp
-from ._views import cached_views_grid, camera_plane_rays
+from ._sampler import compute_dtype, remap_erp, sample_erp
+from ._views import cached_views_grid, cached_views_remap, camera_plane_rays
 from .erp import _erp_rays_cached
 from .rotation import rotation_matrix
 
@@ -52,14 +52,27 @@ def erp_to_cube(erp: Tensor, face_w: int, mode: str = "bilinear", *, allow_nan: 
     Pixel for pixel as py360convert: out[b, k] ≈ np.stack(e2c(img_hwc, face_w, mode,
     cube_format="list"))[k].transpose(2, 0, 1) (same grid, same seam/pole extension; the only
     differences are cv2's 1/32-px fixed-point coordinates and rounding of exact half-pixel ties
-    in "nearest"). The sampling grid is cached per (H, W, face_w, mode, device, dtype).
-    `allow_nan=True` for depth maps with invalid pixels. Channels-last input (e.g. an HWC numpy
-    image viewed with `.permute(2, 0, 1)[None]`) is read without a copy; the output is contiguous."""
+    in "nearest"). On the CPU without gradients, for float32/16 and ≤ 4 channels, the six faces
+    come from one `cv2.remap` over cached fixed-point maps (the seam and pole samples exact) and
+    the result has channels-last strides (memory [B,6,fw,fw,C], like e2c's HWC faces);
+    otherwise `grid_sample` (float64, CUDA, gradients) gives a contiguous result. The sampling
+    maps are cached per (H, W, face_w, mode, device, dtype). `allow_nan=True` for depth maps
+    with invalid pixels. Channels-last input (e.g. an HWC numpy image viewed with
+    `.permute(2, 0, 1)[None]`) is read without a copy."""
     fn = "erp_to_cube"
     check_erp(fn, "erp", erp, allow_nan=allow_nan)
     check_positive_int(fn, "face_w", face_w)
     check_mode(fn, mode)
     h, w = erp.shape[-2:]
+    if (
+        erp.device.type == "cpu"
+        and compute_dtype(erp.dtype) == torch.float32
+        and erp.shape[1] <= 4
+        and not (erp.requires_grad and torch.is_grad_enabled())
+    ):
+        src = erp.detach().float()  # no copy for float32
+        maps = cached_views_remap(h, w, _ANGLES3, (90.0, 90.0), (face_w, face_w), mode)  # one [6·fw, fw] map
+        return remap_erp(src, maps).to(erp.dtype)  # [B,6,C,fw,fw]
     grid = cached_views_grid(h, w, _ANGLES3, (90.0, 90.0), (face_w, face_w), mode, erp.device, erp.dtype)
     return sample_erp(erp, grid)  # [B,6,C,fw,fw]
 
