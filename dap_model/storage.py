@@ -6,10 +6,12 @@ passed in code: boto3 reads them from the environment."""
 
 from __future__ import annotations
 
+import random
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Protocol
+from typing import Callable, Protocol
 
 from dap_model import layout
 from dap_model.errors import InputError, StorageError
@@ -28,6 +30,12 @@ def safe_key(key: str) -> str:
     return p.as_posix()
 
 
+# `change(current bytes, or None when the object does not exist)` -> the new bytes, or None to
+# leave the object as it is. Called again with fresh bytes when another writer got there first.
+Change = Callable[[bytes | None], bytes | None]
+CONFLICT_ATTEMPTS = 30  # conditional S3 writes that lose to another writer before giving up
+
+
 class DataStore(Protocol):
     def uri(self, key: str) -> str: ...
     def exists(self, key: str) -> bool: ...
@@ -37,6 +45,7 @@ class DataStore(Protocol):
     def fetch(self, key: str, cache_dir: Path | None = None) -> Path: ...
     def list(self, prefix: str = "") -> list[str]: ...
     def delete(self, key: str) -> None: ...
+    def update_bytes(self, key: str, change: Change) -> bytes | None: ...
 
 
 @dataclass
@@ -92,6 +101,21 @@ class LocalStore:
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
+
+    def update_bytes(self, key: str, change: Change) -> bytes | None:
+        """Read-modify-write of one object, exclusive across threads and processes: an advisory
+        lock on the hidden `.<name>.lock` beside it. Returns the object's bytes afterwards."""
+        from filelock import FileLock
+
+        p = self.path(key)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(p.with_name(f".{p.name}.lock")):
+            current = p.read_bytes() if p.is_file() else None
+            new = change(current)
+            if new is None:
+                return current
+            atomic_write_bytes(p, new)
+            return new
 
 
 @dataclass
@@ -204,6 +228,38 @@ class S3Store:
             self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
         except Exception as err:
             raise self._wrap(key, err) from None
+
+    def update_bytes(self, key: str, change: Change) -> bytes | None:
+        """Read-modify-write of one object as a conditional PUT (`If-Match` the ETag that was
+        read, `If-None-Match: *` to create): when another writer got there first (412, or 409
+        for a concurrent conditional write) the object is read again and `change` re-applied.
+        Returns the object's bytes afterwards."""
+        from botocore.exceptions import ClientError
+
+        for attempt in range(CONFLICT_ATTEMPTS):
+            try:
+                got = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
+                current, cond = got["Body"].read(), {"IfMatch": got["ETag"]}
+            except ClientError as err:
+                if err.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+                    raise self._wrap(key, err) from None
+                current, cond = None, {"IfNoneMatch": "*"}
+            except Exception as err:
+                raise self._wrap(key, err) from None
+            new = change(current)
+            if new is None:
+                return current
+            try:
+                self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=new, **cond)
+                return new
+            except ClientError as err:
+                status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if status not in (409, 412):  # 412: the ETag moved on; 409: a concurrent conditional PUT
+                    raise self._wrap(key, err) from None
+            except Exception as err:
+                raise self._wrap(key, err) from None
+            time.sleep(random.uniform(0.0, min(1.0, 0.02 * 2 ** attempt)))  # another writer won: back off
+        raise StorageError(f"{self.uri(key)}: still changed by other writers after {CONFLICT_ATTEMPTS} attempts")
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:

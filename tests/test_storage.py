@@ -79,3 +79,42 @@ def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _append(token: bytes, calls: list, meddle=None):
+    """A `change` that appends `token`; `meddle(current)` runs once, on the first call (another
+    writer acting between this writer's read and its write)."""
+    def change(cur):
+        calls.append(cur)
+        if meddle is not None and len(calls) == 1:
+            meddle(cur)
+        return (cur or b"") + token
+    return change
+
+
+def _update_bytes_contract(store):
+    calls: list = []
+    assert store.update_bytes("u/obj", _append(b"a", calls)) == b"a" and calls == [None]  # created
+    assert store.update_bytes("u/obj", lambda cur: None) == b"a"  # None: left as it is
+    with pytest.raises(InputError, match="refused"):  # the change's own error, unwrapped
+        store.update_bytes("u/obj", lambda cur: (_ for _ in ()).throw(InputError("refused")))
+    assert store.get_bytes("u/obj") == b"a" and store.list("u") == ["u/obj"]
+
+
+def test_local_update_bytes(tmp_path):
+    _update_bytes_contract(LocalStore(tmp_path / "store"))
+
+
+@pytest.mark.integration
+def test_s3_update_bytes_rereads_when_another_writer_wins(s3_env):
+    store = S3Store(bucket=s3_env["bucket"], prefix="pfx", endpoint_url=s3_env["endpoint_url"])
+    _update_bytes_contract(store)
+    other = S3Store(bucket=s3_env["bucket"], prefix="pfx", endpoint_url=s3_env["endpoint_url"])
+    # create race: the other writer creates the object first (If-None-Match: * is refused)
+    calls: list = []
+    assert store.update_bytes("c", _append(b"x", calls, lambda cur: other.put_bytes("c", b"o"))) == b"ox"
+    assert calls == [None, b"o"]
+    # update race: the other writer rewrites it after our read (If-Match on the old ETag is refused)
+    calls = []
+    assert store.update_bytes("c", _append(b"y", calls, lambda cur: other.put_bytes("c", cur + b"p"))) == b"oxpy"
+    assert calls == [b"ox", b"oxp"] and store.get_bytes("c") == b"oxpy"

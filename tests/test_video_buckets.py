@@ -157,3 +157,67 @@ def test_a_corrupt_video_fails_alone_and_a_rerun_retries_only_it(tmp_path, monke
         assert (again["status"] == "ok").all() and again.loc[bad, "frames_accepted"] >= 1
         assert again.loc[good].equals(out.loc[good])  # the done videos' rows (their timings too) are untouched
         assert buckets.pending_buckets(store) == []
+
+
+# --- concurrent writers of the assignment (the sensor and `make run`) ------------------------
+
+
+def _register(root: str, ids: list[str], bucket_size: int, go) -> None:
+    """One writer process: wait for the others, then register `ids` a few at a time."""
+    store = LocalStore(root)
+    go.wait()
+    for i in range(0, len(ids), 2):
+        buckets.assign_videos(store, _rows(ids[i:i + 2]), bucket_size)
+
+
+def _assert_each_once(df: pd.DataFrame, ids: set[str], bucket_size: int) -> None:
+    assert sorted(df["video_id"]) == sorted(ids)  # nothing lost, nothing twice
+    sizes = df.groupby("bucket", sort=True).size()
+    assert sizes.index.tolist() == [bucket_key(i) for i in range(len(sizes))]  # no gap
+    assert (sizes.iloc[:-1] == bucket_size).all() and sizes.iloc[-1] <= bucket_size
+    assert df["bucket"].is_monotonic_increasing
+
+
+def test_concurrent_writers_in_processes_assign_every_video_once(tmp_path):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    go = ctx.Event()
+    work = {w: [f"w{w}-{i:02d}" for i in range(30)] for w in range(3)}  # disjoint videos per writer
+    procs = [ctx.Process(target=_register, args=(str(tmp_path / "data"), ids, 4, go)) for ids in work.values()]
+    for p in procs:
+        p.start()
+    go.set()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    store = LocalStore(tmp_path / "data")
+    _assert_each_once(load_assignment(store), {v for ids in work.values() for v in ids}, 4)
+    assert store.list("web/buckets") == [layout.WEB_BUCKET_ASSIGNMENT]  # the lock file is hidden
+
+
+@pytest.mark.integration
+def test_a_writer_that_loses_the_s3_race_retries_on_the_winners_rows(s3_env, monkeypatch):
+    """Writer B registers its videos between writer A's read and A's conditional PUT: A's PUT is
+    refused (the ETag moved on), A reads again and appends after B's rows."""
+    from dap_model.storage import S3Store
+
+    def writer():
+        return S3Store(bucket=s3_env["bucket"], prefix="p", endpoint_url=s3_env["endpoint_url"])
+
+    a_ids, b_ids = [f"a{i}" for i in range(5)], [f"b{i}" for i in range(6)]
+    buckets.assign_videos(writer(), _rows(["first"]), 4)  # A's first PUT is If-Match, not a create
+    real = buckets.extend_assignment
+    calls = []
+
+    def b_writes_in_between(assignment, rows, bucket_size):
+        calls.append(rows["video_id"].iloc[0])
+        if len(calls) == 1:  # inside A's first attempt: B's whole read-modify-write
+            buckets.assign_videos(writer(), _rows(b_ids), bucket_size)
+        return real(assignment, rows, bucket_size)
+
+    monkeypatch.setattr(buckets, "extend_assignment", b_writes_in_between)
+    after, before = buckets.assign_videos(writer(), _rows(a_ids), 4)
+    assert calls == ["a0", "b0", "a0"]  # A's second attempt saw B's rows
+    assert before == 7 and after["video_id"].tolist() == ["first", *b_ids, *a_ids]
+    _assert_each_once(load_assignment(writer()), {"first", *a_ids, *b_ids}, 4)

@@ -1,11 +1,13 @@
 """Ingest buckets: web videos grouped into a bounded number of partitions.
 
 A video's bucket is fixed the first time the video is seen. `web/buckets/assignment.parquet`
-lists (video_id, bucket) and rows are only ever appended: new manifest rows, in manifest order,
+lists (video_id, bucket, url) and rows are only ever appended: new manifest rows, in manifest order,
 top up the newest bucket to `video.bucket_size` videos and then open new ones (`b000000`,
 `b000001`, …). Existing videos never move and a full bucket never changes, whatever later
 happens to the manifest (rows added, reordered or removed); 250,000 videos at 100 per bucket
-are 2,500 partitions.
+are 2,500 partitions. The sensor and `make run` both append, each as one read-modify-write
+under the store's `update_bytes` (a file lock, or a conditional S3 PUT), so neither loses the
+other's rows.
 
 A bucket's run processes its videos in parallel (`video.bucket_workers` download threads, then
 as many frame-extraction processes) and records one
@@ -104,14 +106,41 @@ def _write_parquet(store, key: str, df: pd.DataFrame) -> None:
 
 
 def load_assignment(store) -> pd.DataFrame:
-    """[video_id, bucket] in assignment order; empty before the first video is seen."""
+    """[video_id, bucket, url] in assignment order; empty before the first video is seen."""
     if not store.exists(layout.WEB_BUCKET_ASSIGNMENT):
+        return _checked_assignment(store, None)
+    return _checked_assignment(store, store.get_bytes(layout.WEB_BUCKET_ASSIGNMENT))
+
+
+def _checked_assignment(store, data: bytes | None) -> pd.DataFrame:
+    if data is None:
         return pd.DataFrame({c: pd.Series(dtype=str) for c in ASSIGNMENT_COLUMNS})
-    df = _read_parquet(store, layout.WEB_BUCKET_ASSIGNMENT)
+    df = pd.read_parquet(io.BytesIO(data))
     if list(df.columns) != list(ASSIGNMENT_COLUMNS) or df["video_id"].duplicated().any():
         raise InputError(f"bucket assignment {store.uri(layout.WEB_BUCKET_ASSIGNMENT)}: expected unique "
                          f"video_id and columns {list(ASSIGNMENT_COLUMNS)}, got {list(df.columns)}")
     return df
+
+
+def assign_videos(store, rows: pd.DataFrame, bucket_size: int) -> tuple[pd.DataFrame, int]:
+    """Append the videos of `rows` [video_id, url] not assigned yet (`extend_assignment`) to the
+    stored assignment; returns (the assignment afterwards, its row count before). One
+    read-modify-write through `store.update_bytes`, so concurrent writers (the sensor and
+    `make run`) never lose each other's rows."""
+    seen: dict[str, object] = {}
+
+    def change(data: bytes | None) -> bytes | None:
+        old = _checked_assignment(store, data)
+        new = extend_assignment(old, rows, bucket_size)
+        seen.update(before=len(old), after=new)  # the last call is the one that was stored
+        if len(new) == len(old):
+            return None
+        buf = io.BytesIO()
+        new.to_parquet(buf, index=False)
+        return buf.getvalue()
+
+    store.update_bytes(layout.WEB_BUCKET_ASSIGNMENT, change)
+    return seen["after"], seen["before"]
 
 
 def bucket_members(store, bucket: str) -> pd.DataFrame:
@@ -168,16 +197,12 @@ def plan_buckets(cfg, store, known_buckets, cursor: str | None = None) -> Bucket
         buckets = _read_parquet(store, layout.WEB_BUCKET_ASSIGNMENT, columns=["bucket"])["bucket"]
         before = len(buckets)
     else:
-        assignment = load_assignment(store)
-        before = len(assignment)
         try:
             rows = load_manifest(cfg, store)[["video_id", "url"]]
         except DapError as err:
             return BucketPlan(None, f"manifest {source} is invalid: {err}")
-        assignment = extend_assignment(assignment, rows, cfg.video.bucket_size)
+        assignment, before = assign_videos(store, rows, cfg.video.bucket_size)
         new = assignment["video_id"].iloc[before:].tolist()
-        if new:
-            _write_parquet(store, layout.WEB_BUCKET_ASSIGNMENT, assignment)
         buckets = assignment["bucket"]
     if last_assigned is None or last_assigned > before:
         last_assigned = before  # no cursor (or a reset store): only new rows and unknown buckets
