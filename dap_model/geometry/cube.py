@@ -51,9 +51,10 @@ def erp_to_cube(erp: Tensor, face_w: int, mode: str = "bilinear", *, allow_nan: 
 
     Pixel for pixel as py360convert: out[b, k] ≈ np.stack(e2c(img_hwc, face_w, mode,
     cube_format="list"))[k].transpose(2, 0, 1) (same grid, same seam/pole extension; the only
-    differences are cv2's 1/32-px fixed-point coordinates and rounding of exact half-pixel ties
-    in "nearest"). On the CPU without gradients, for float32/16 and ≤ 4 channels, the six faces
-    come from one `cv2.remap` over cached fixed-point maps (the seam and pole samples exact) and
+    differences are py360convert's 1/32-px fixed-point coordinates and rounding of exact
+    half-pixel ties in "nearest"). On the CPU without gradients, for float32/16 and ≤ 4 channels,
+    the six faces come from one `cv2.remap` over cached float32 maps (seam and pole samples by
+    an exact gather) and
     the result has channels-last strides (memory [B,6,fw,fw,C], like e2c's HWC faces);
     otherwise `grid_sample` (float64, CUDA, gradients) gives a contiguous result. The sampling
     maps are cached per (H, W, face_w, mode, device, dtype). `allow_nan=True` for depth maps
