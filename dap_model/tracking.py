@@ -35,6 +35,15 @@ def default_artifact_root() -> str:
     return (project_dir() / "mlartifacts").as_uri()
 
 
+def without_credentials(text: str, uri: str | None = None) -> str:
+    """`text` with the user:password part of `uri` (default: `text` itself as a URI) masked."""
+    try:
+        userinfo = urllib.parse.urlsplit(uri if uri is not None else text).netloc.rpartition("@")[0]
+    except ValueError:
+        return text
+    return text.replace(userinfo + "@", "***@") if userinfo else text
+
+
 def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
     """Fail early, naming the URI, when an HTTP tracking server does not answer."""
     if not uri.startswith(("http://", "https://")):
@@ -44,7 +53,8 @@ def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
         with urllib.request.urlopen(url, timeout=timeout_s):
             pass
     except Exception as err:
-        raise DapError(f"MLflow tracking server {uri} is unreachable: {err}") from None
+        raise DapError(f"MLflow tracking server {without_credentials(uri)} is unreachable: "
+                       f"{without_credentials(str(err), uri)}") from None
 
 
 @contextlib.contextmanager

@@ -91,3 +91,13 @@ def test_refusing_registry_is_an_error(fast_http):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_unreachable_tracking_server_error_masks_credentials():
+    from dap_model.tracking import check_reachable
+
+    port = free_port()
+    with pytest.raises(DapError) as err:
+        check_reachable(f"http://dapuser:s3cr3t@127.0.0.1:{port}", timeout_s=2)
+    msg = str(err.value)
+    assert "s3cr3t" not in msg and "dapuser" not in msg and f"http://***@127.0.0.1:{port}" in msg

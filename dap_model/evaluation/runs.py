@@ -10,6 +10,7 @@ from typing import Any
 from dap_model import layout
 from dap_model.config import DapConfig
 from dap_model.errors import DapError, InputError
+from dap_model.tracking import without_credentials
 
 
 @dataclass
@@ -47,21 +48,10 @@ def champion_entry(cfg: DapConfig) -> ModelEntry | None:
     except Exception as err:  # noqa: BLE001 — re-raised as one line naming the registry
         uri = mlflow.get_registry_uri()
         text = (str(err).strip().splitlines() or [""])[0][:300]
-        raise DapError(f"champion models:/{name}@{alias}: MLflow registry {_without_credentials(uri)} "
-                       f"failed: {type(err).__name__}: {_without_credentials(text, uri)}") from None
+        raise DapError(f"champion models:/{name}@{alias}: MLflow registry {without_credentials(uri)} "
+                       f"failed: {type(err).__name__}: {without_credentials(text, uri)}") from None
     return ModelEntry("champion", "champion", f"models:/{name}/{mv.version}",
                       run_id=mv.run_id, version=str(mv.version))
-
-
-def _without_credentials(text: str, uri: str | None = None) -> str:
-    """`text` with the user:password part of `uri` (default: `text` itself as a URI) masked."""
-    from urllib.parse import urlsplit
-
-    try:
-        userinfo = urlsplit(uri if uri is not None else text).netloc.rpartition("@")[0]
-    except ValueError:
-        return text
-    return text.replace(userinfo + "@", "***@") if userinfo else text
 
 
 def find_training_run(cfg: DapConfig, stage: str, pipeline_run: str) -> tuple[str | None, str | None]:
