@@ -9,6 +9,8 @@ horizon validation on the eye at its working size, resize to the profile's size.
 from __future__ import annotations
 
 import math
+import queue
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
@@ -106,32 +108,70 @@ def open_video(path: str | Path, name: str | None = None) -> tuple[cv2.VideoCapt
     return cap, info
 
 
+_END = object()  # end of the decoded stream in `sample_frames`' queue
+
+
 def sample_frames(
-    path: str | Path, every_s: float, max_frames: int = 0, name: str | None = None, info_out: list | None = None
+    path: str | Path, every_s: float, max_frames: int = 0, name: str | None = None, info_out: list | None = None,
+    prefetch: int = 4,
 ) -> Iterator[tuple[int, float, np.ndarray]]:
     """(frame_index, time_s, BGR frame [H,W,3]) every `every_s` seconds; grab() skips the rest.
 
-    After the loop `info_out[0]` (if given) is the VideoInfo with `frames_decoded` filled in."""
+    A decoder thread reads ahead up to `prefetch` sampled frames (OpenCV releases the GIL while
+    it decodes, so decoding overlaps the caller's work on earlier frames); frames come in order
+    and a decoder error is raised here. After the loop `info_out[0]` (if given) is the VideoInfo
+    with `frames_decoded` filled in."""
     cap, info = open_video(path, name)
     if info_out is not None:
         info_out.append(info)
     step = max(1, int(round(every_s * info.fps)))
-    i, taken = 0, 0
+    q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def decode() -> None:
+        i, taken, end = 0, 0, _END
+        try:
+            while not stop.is_set() and cap.grab():
+                if i % step == 0:
+                    ok, frame = cap.retrieve()
+                    if ok and frame is not None:
+                        if not put((i, i / info.fps, frame)):
+                            break
+                        taken += 1
+                        if max_frames and taken >= max_frames:
+                            i += 1
+                            info.limited = True
+                            break
+                i += 1
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            end = e
+        finally:
+            info.frames_decoded = i
+            cap.release()
+            put(end)
+
+    thread = threading.Thread(target=decode, name=f"decode {name or path}", daemon=True)
+    thread.start()
     try:
-        while cap.grab():
-            if i % step == 0:
-                ok, frame = cap.retrieve()
-                if ok and frame is not None:
-                    yield i, i / info.fps, frame
-                    taken += 1
-                    if max_frames and taken >= max_frames:
-                        i += 1
-                        info.limited = True
-                        break
-            i += 1
+        while True:
+            item = q.get()
+            if item is _END:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            yield item
     finally:
-        info.frames_decoded = i
-        cap.release()
+        stop.set()
+        thread.join()
 
 
 class FrameValidator:
