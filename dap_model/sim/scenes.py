@@ -458,8 +458,10 @@ def _furnish(b: _Builder, room: tuple, doors: list[tuple], mats: dict) -> None:
         return None
 
     wood, fabric, metal = mats["wood"][rng.integers(len(mats["wood"]))], mats["fabric"][rng.integers(len(mats["fabric"]))], mats["metal"]
-    for _ in range(int(rng.integers(2, 6))):
-        item = rng.choice(["table", "sofa", "bed", "shelf", "cabinet", "rug", "plant", "tv", "chair"])
+    area = (x1 - x0) * (z1 - z0)
+    for _ in range(int(rng.integers(3, 5 + min(8, int(area / 3))))):  # real rooms: about one item per 2-3 m²
+        item = rng.choice(["table", "sofa", "bed", "shelf", "cabinet", "rug", "plant", "tv", "chair", "chair",
+                           "counter", "wardrobe", "desk"])
         if item == "table":
             r = spot(rng.uniform(0.8, 1.8), rng.uniform(0.6, 1.0), False)
             if r:
@@ -502,12 +504,50 @@ def _furnish(b: _Builder, room: tuple, doors: list[tuple], mats: dict) -> None:
                 cx, cz = (r[0] + r[2]) / 2, (r[1] + r[3]) / 2
                 b.cylinder(cx, cz, 0.2, 0, 0.45, mats["pot"])
                 b.sphere((cx, 0.85, cz), rng.uniform(0.3, 0.45), mats["plant"])
+        elif item == "counter":  # kitchen run: base units, worktop, wall units
+            r = spot(rng.uniform(1.8, 3.2), 0.6, True)
+            if r:
+                b.box((r[0], 0, r[1]), (r[2], 0.88, r[3]), mats["fabric"][0] if rng.random() < 0.3 else wood)
+                b.box((r[0] - 0.02, 0.88, r[1] - 0.02), (r[2] + 0.02, 0.92, r[3] + 0.02), metal)
+                if rng.random() < 0.7:
+                    back_x = r[2] - r[0] > r[3] - r[1]
+                    near = (r[1] - z0 < z1 - r[3]) if back_x else (r[0] - x0 < x1 - r[2])
+                    if back_x:
+                        zz = (r[1], r[1] + 0.35) if near else (r[3] - 0.35, r[3])
+                        b.box((r[0], 1.45, zz[0]), (r[2], min(h - 0.1, 2.2), zz[1]), wood)
+                    else:
+                        xx = (r[0], r[0] + 0.35) if near else (r[2] - 0.35, r[2])
+                        b.box((xx[0], 1.45, r[1]), (xx[1], min(h - 0.1, 2.2), r[3]), wood)
+        elif item == "wardrobe":
+            r = spot(rng.uniform(0.9, 2.0), 0.6, True)
+            if r:
+                b.box((r[0], 0, r[1]), (r[2], min(h - 0.15, rng.uniform(1.9, 2.3)), r[3]), wood)
+        elif item == "desk":
+            r = spot(rng.uniform(1.0, 1.6), 0.65, True)
+            if r:
+                b.box((r[0], 0.72, r[1]), (r[2], 0.76, r[3]), wood)
+                b.box((r[0], 0, r[1]), (r[0] + 0.45, 0.72, r[3]), wood)
+                b.box((r[2] - 0.04, 0, r[1]), (r[2], 0.72, r[3]), wood)
+                cx, cz = (r[0] + r[2]) / 2, (r[1] + r[3]) / 2
+                b.box((cx - 0.25, 0.76, cz - 0.03), (cx + 0.25, 1.1, cz + 0.03), mats["screen"])
         elif item == "tv":
             r = spot(1.2, 0.45, True)
             if r:
                 b.box((r[0], 0, r[1]), (r[2], 0.5, r[3]), wood)
                 cx, cz = (r[0] + r[2]) / 2, (r[1] + r[3]) / 2
                 b.box((cx - 0.5, 0.5, cz - 0.05), (cx + 0.5, 1.1, cz + 0.05), mats["screen"])
+    for _ in range(int(rng.integers(0, 4))):  # pictures and mirrors on the walls
+        w, hh, y = rng.uniform(0.3, 1.3), rng.uniform(0.3, 0.9), rng.uniform(1.1, 1.7)
+        side = int(rng.integers(4))
+        art = fabric if rng.random() < 0.5 else mats["fabric"][int(rng.integers(len(mats["fabric"])))]
+        if side < 2:
+            x = rng.uniform(x0 + 0.1, max(x0 + 0.11, x1 - 0.1 - w))
+            z = z0 + 0.06 if side == 0 else z1 - 0.09  # on the partition wall's face (half thickness 0.06)
+            b.box((x, y, z), (x + w, min(h - 0.1, y + hh), z + 0.03), art)
+        else:
+            z = rng.uniform(z0 + 0.1, max(z0 + 0.11, z1 - 0.1 - w))
+            x = x0 + 0.06 if side == 2 else x1 - 0.09
+            b.box((x, y, z), (x + 0.03, min(h - 0.1, y + hh), z + w), art)
     cx, cz = (x0 + x1) / 2, (z0 + z1) / 2
     b.box((cx - 0.25, h - 0.06, cz - 0.25), (cx + 0.25, h - 0.005, cz + 0.25), mats["lamp"])
     b.lamp((cx, h - 0.3, cz), room)

@@ -150,6 +150,12 @@ def make_look(scene: Scene, style: str, shadows: bool = True, weather: str = "cl
         sun_rgb = sun_rgb * 0.18  # daylight through the windows: a weak key light, no shadows
         amb = amb * (0.9 if not web else 0.5)
         fog_m = rng.uniform(60, 150)
+        if not web:  # interiors vary in brightness and lamp colour: a dim warm evening to a bright day
+            irng = np.random.default_rng(derive_seed("interior_light", scene.kind, scene.seed))
+            amb = amb * irng.uniform(0.35, 1.1)
+            kelvin = irng.uniform(0.0, 1.0)  # 0 = warm tungsten, 1 = neutral white
+            lamp_rgb = np.array([1.0, 0.72 + 0.22 * kelvin, 0.45 + 0.45 * kelvin]) * irng.uniform(1.4, 3.4)
+            exposure = float(np.exp(irng.uniform(np.log(0.6), np.log(1.6))))
     f = lambda a: torch.tensor(np.asarray(a, np.float32))  # noqa: E731
     return Look(
         style=style, c1=f(np.array(c1).reshape(-1, 3)), c2=f(np.array(c2).reshape(-1, 3)),
