@@ -11,12 +11,14 @@ Building a grid costs trig; the grid builders in the view modules cache it per
 gradients; cv2 is the library py360convert samples with, and its SIMD remap is about twice as fast
 as `grid_sample` here): the K views stacked into one [K·h, w] pair of float32 maps, so an HWC image
 is sampled by one remap call; the seam and pole samples are then overwritten by the exact gather
-above. OpenCV ≥ 4.11 interpolates float maps at full precision (before, at 1/32 px).
+above. It is used only where `remap_is_exact` (OpenCV ≥ 4.11 interpolates float maps of 1, 3 or 4
+channel images at full precision, others at 1/32 px), so both paths give the same samples.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -130,8 +132,24 @@ def build_remap_maps(g: ErpGrid) -> RemapMaps:
     return RemapMaps(k, h, w, u, v, interpolation, g.fixes[0])
 
 
+@lru_cache(8)
+def remap_is_exact(channels: int) -> bool:
+    """Whether `cv2.remap` samples a float32 image of `channels` channels on float32 maps with
+    exact bilinear weights (probed once on a small random image against the formula)."""
+    rng = np.random.default_rng(0)
+    img = rng.random((8, 8, channels), dtype=np.float32)  # [8,8,C]
+    u = rng.uniform(0, 7, (4, 64)).astype(np.float32)  # [4,64]
+    v = rng.uniform(0, 7, (4, 64)).astype(np.float32)
+    out = cv2.remap(img, u, v, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(4, 64, channels)
+    x0, y0 = np.floor(u).astype(int), np.floor(v).astype(int)
+    fx, fy = (u - x0)[..., None], (v - y0)[..., None]
+    ref = (img[y0, x0] * (1 - fx) * (1 - fy) + img[y0, x0 + 1] * fx * (1 - fy)
+           + img[y0 + 1, x0] * (1 - fx) * fy + img[y0 + 1, x0 + 1] * fx * fy)
+    return bool(np.abs(out - ref).max() < 1e-5)  # 1/32-px fixed point is off by up to ~1e-2
+
+
 def remap_erp(erp: Tensor, m: RemapMaps) -> Tensor:
-    """erp [B,C,H,W] float32 on the CPU, C ≤ 4 (channels-last input is read without a copy) sampled
+    """erp [B,C,H,W] float32 on the CPU (channels-last input is read without a copy) sampled
     on `m` → [B,K,C,h,w] with channels-last strides (memory [B,K,h,w,C], as cv2 writes it)."""
     b_count, c = erp.shape[:2]
     out = np.empty((b_count, m.k * m.h, m.w, c), np.float32)  # [B,K·h,w,C]

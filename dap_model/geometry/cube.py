@@ -20,7 +20,7 @@ from ._checks import (
     check_positive_int,
     check_tensor,
 )
-from ._sampler import compute_dtype, remap_erp, sample_erp
+from ._sampler import compute_dtype, remap_erp, remap_is_exact, sample_erp
 from ._views import cached_views_grid, cached_views_remap, camera_plane_rays
 from .erp import _erp_rays_cached
 from .rotation import rotation_matrix
@@ -52,9 +52,9 @@ def erp_to_cube(erp: Tensor, face_w: int, mode: str = "bilinear", *, allow_nan: 
     Pixel for pixel as py360convert: out[b, k] ≈ np.stack(e2c(img_hwc, face_w, mode,
     cube_format="list"))[k].transpose(2, 0, 1) (same grid, same seam/pole extension; the only
     differences are py360convert's 1/32-px fixed-point coordinates and rounding of exact
-    half-pixel ties in "nearest"). On the CPU without gradients, for float32/16 and ≤ 4 channels,
-    the six faces come from one `cv2.remap` over cached float32 maps (seam and pole samples by
-    an exact gather) and
+    half-pixel ties in "nearest"). On the CPU without gradients, for float32/16 and a channel
+    count that OpenCV remaps at full precision (1, 3 or 4 from OpenCV 4.11), the six faces come
+    from one `cv2.remap` over cached float32 maps (seam and pole samples by an exact gather) and
     the result has channels-last strides (memory [B,6,fw,fw,C], like e2c's HWC faces);
     otherwise `grid_sample` (float64, CUDA, gradients) gives a contiguous result. The sampling
     maps are cached per (H, W, face_w, mode, device, dtype). `allow_nan=True` for depth maps
@@ -68,8 +68,8 @@ def erp_to_cube(erp: Tensor, face_w: int, mode: str = "bilinear", *, allow_nan: 
     if (
         erp.device.type == "cpu"
         and compute_dtype(erp.dtype) == torch.float32
-        and erp.shape[1] <= 4
         and not (erp.requires_grad and torch.is_grad_enabled())
+        and remap_is_exact(erp.shape[1])
     ):
         src = erp.detach().float()  # no copy for float32
         maps = cached_views_remap(h, w, _ANGLES3, (90.0, 90.0), (face_w, face_w), mode)  # one [6·fw, fw] map
