@@ -63,6 +63,17 @@ def test_upright_accepted_tilted_rejected_with_tilt_estimate():
 
 
 @needs_fixture
+def test_check_horizon_from_several_threads_equals_serial():
+    from concurrent.futures import ThreadPoolExecutor
+
+    frames = _fixture_frames(every=90, size=(256, 128)) * 3
+    serial = [(r.ok, r.reason, r.tilt_deg) for r in map(check_horizon, frames)]
+    with ThreadPoolExecutor(4) as pool:
+        threaded = [(r.ok, r.reason, r.tilt_deg) for r in pool.map(check_horizon, frames)]
+    assert threaded == serial
+
+
+@needs_fixture
 def test_non_panoramic_blank_dark_frozen_rejected():
     f = _fixture_frames(every=400)[0]
     assert check_horizon(f).ok

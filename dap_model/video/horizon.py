@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from dataclasses import dataclass, field
 
 import cv2
@@ -138,7 +139,7 @@ def pole_ratio(g: np.ndarray, pole_rows: np.ndarray | None = None) -> float:
     return float(_fine_detail(rows, sigma).min()) / typical
 
 
-_LSD: list = []  # one LineSegmentDetector, made on first use
+_LSD = threading.local()  # one LineSegmentDetector per thread (a detector is not thread-safe), made on first use
 
 
 def _erp_rays(u: np.ndarray, v: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -162,9 +163,9 @@ def line_segments(g: np.ndarray, band_deg: tuple[float, float] = (90.0, -90.0)) 
     g8 = np.clip(g + 0.5, 0, 255).astype(np.uint8)
     if k > 1:
         g8 = cv2.resize(g8, (w * k, h * k), interpolation=cv2.INTER_CUBIC)
-    if not _LSD:
-        _LSD.append(cv2.createLineSegmentDetector(cv2.LSD_REFINE_STD, 1.0))
-    lines = _LSD[0].detect(g8)[0]
+    if not hasattr(_LSD, "detector"):
+        _LSD.detector = cv2.createLineSegmentDetector(cv2.LSD_REFINE_STD, 1.0)
+    lines = _LSD.detector.detect(g8)[0]
     if lines is None:
         return np.zeros((0, 3)), np.zeros(0)
     seg = lines.reshape(-1, 4).astype(np.float64) / k - 0.5 * (k - 1) / k  # [N,4] x1 y1 x2 y2 in g's pixels
