@@ -1,10 +1,11 @@
 """Training speed and peak memory of the DAP network per backbone at one resolution: the `tiny`
 profile's ViT-tiny beside convolutional encoders, each feeding the same DPT decoder and trained
 with the project's loss (`DapLoss`) and optimiser (`build_optimizer`) on random panoramas.
-Each backbone runs in its own process (peak RSS = its own), one thread (`train.threads`).
-Writes benchmarks/results/backbones.json.
+Each backbone runs in its own process (peak RSS = its own), one thread.
+Writes benchmarks/results/backbones.json: one table per resolution (64×128, the `tiny` and `small`
+training size, and 128×256), the networks of one resolution measured back to back.
 
-    python benchmarks/bench_backbones.py [--height 128] [--batch 4] [--seconds 20]"""
+    python benchmarks/bench_backbones.py [--heights 64 128] [--batch 4] [--seconds 20]"""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 # name -> model overrides on the tiny profile (decoder widths stay the profile's)
 NETWORKS = {
-    "vit_tiny_patch16_dinov3": [],
+    "vit_tiny_patch16_dinov3": ["model.backbone=vit_tiny_patch16_dinov3", "model.taps=[1,2,4,5]"],
     "resnet18": ["model.backbone=resnet18", "model.taps=[1,2,3,4]"],
     "convnext_atto": ["model.backbone=convnext_atto", "model.taps=[0,1,2,3]"],
     "efficientnet_b0": ["model.backbone=efficientnet_b0", "model.taps=[1,2,3,4]"],
@@ -41,7 +42,7 @@ def measure(name: str, height: int, batch: int, seconds: float) -> dict:
     from dap_model.models import build_model
     from dap_model.training.trainer import build_optimizer
 
-    cfg = load_config("tiny", [*NETWORKS[name], f"train.height={height}", f"train.batch_size={batch}"])
+    cfg = load_config("tiny", [*NETWORKS[name], f"train.height={height}", f"train.batch_size={batch}", "train.threads=1"])
     apply_cpu_threads(cfg.train.threads)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     torch.manual_seed(0)
@@ -82,7 +83,7 @@ def measure(name: str, height: int, batch: int, seconds: float) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--height", type=int, default=128)
+    ap.add_argument("--heights", type=int, nargs="+", default=[64, 128])
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--networks", nargs="+", default=list(NETWORKS))
@@ -90,26 +91,29 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "backbones.json")
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(measure(args.one, args.height, args.batch, args.seconds)))
+        print(json.dumps(measure(args.one, args.heights[0], args.batch, args.seconds)))
         return 0
     os.environ.setdefault("DAP_PROJECT_DIR", tempfile.mkdtemp(prefix="bench-backbones-"))
     import torch
 
-    rows = []
-    for name in args.networks:
-        out = subprocess.run([sys.executable, __file__, "--one", name, "--height", str(args.height),
-                              "--batch", str(args.batch), "--seconds", str(args.seconds)],
-                             capture_output=True, text=True, check=True)
-        row = json.loads(out.stdout.strip().splitlines()[-1])
-        print(json.dumps(row))
-        rows.append(row)
+    resolutions = []
+    for height in args.heights:
+        rows = []
+        for name in args.networks:
+            out = subprocess.run([sys.executable, __file__, "--one", name, "--heights", str(height),
+                                  "--batch", str(args.batch), "--seconds", str(args.seconds)],
+                                 capture_output=True, text=True, check=True)
+            row = json.loads(out.stdout.strip().splitlines()[-1])
+            print(json.dumps(row))
+            rows.append(row)
+        resolutions.append({"height": height, "width": 2 * height, "networks": rows,
+                            "load_average_after": [round(x, 2) for x in os.getloadavg()]})
     result = {
         "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "cuda": torch.cuda.is_available(),
                     "python": platform.python_version()},
         "note": "CPU only, one run; random init; the tiny profile's decoder and loss; train step = "
                 "forward + DapLoss + backward + optimiser step on random data",
-        "height": args.height, "width": 2 * args.height, "batch_size": args.batch,
-        "networks": rows,
+        "batch_size": args.batch, "resolutions": resolutions,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".json.tmp")
