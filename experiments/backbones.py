@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from experiments.common import CACHE, REPO, use_project
+from experiments.common import CACHE, DEFAULT_REAL, score_real, use_project
 
 # arm -> model overrides (the decoder, loss and budget stay the profile's)
 ARMS: dict[str, list[str]] = {
@@ -38,7 +38,6 @@ ARMS: dict[str, list[str]] = {
     "convnext_atto": ["model.backbone=convnext_atto", "model.taps=[0, 1, 2, 3]"],
     "efficientnet_b0": ["model.backbone=efficientnet_b0", "model.taps=[1, 2, 3, 4]"],
 }
-DEFAULT_REAL = REPO.parent / "shared" / "real" / "pairs"
 COLS = (("labeled_test", "abs_rel"), ("labeled_test", "delta1"), ("real_dev", "abs_rel"),
         ("real_dev", "abs_rel_aligned"), ("real_dev", "delta1"))
 
@@ -62,16 +61,6 @@ def make_labeled(cfg, store, root: Path) -> dict:
     (root / "labeled_counts.json").write_text(json.dumps(counts, default=str))
     stamp.write_text(json.dumps(want))
     return counts
-
-
-def score_real(cfg, model, reader) -> dict:
-    """AbsRel, δ1, aligned AbsRel of `model` on the real pairs, overall and per source folder."""
-    from dap_model.evaluation.evaluate import evaluate
-
-    r = evaluate(model, reader, cfg, benchmark="real_dev", by_folder=True)
-    one = lambda e: {"abs_rel": e.metrics["abs_rel"], "delta1": e.metrics["delta1"],  # noqa: E731
-                     "abs_rel_aligned": e.aligned.get("abs_rel", float("nan")), "n_images": int(e.metrics["n_images"])}
-    return {**one(r), "by_folder": {g.split("/", 1)[-1]: one(e) for g, e in r.groups.items()}}
 
 
 def render_md(summary: dict) -> str:

@@ -1,5 +1,7 @@
 """What the experiments share: where they keep their state, how a trained model is scored on a
-store's test splits (`dap_model.evaluation.evaluate.evaluate_shards`), and the table rows."""
+store's test splits (`dap_model.evaluation.evaluate.evaluate_shards`) and on the real RGB + depth
+pairs (`../shared/real/pairs`, per source folder, beside constant-depth baselines), and the table
+rows."""
 
 from __future__ import annotations
 
@@ -14,6 +16,10 @@ CACHE = REPO / ".cache" / "experiments"  # one project folder per experiment nam
 RESULTS = REPO / "experiments" / "results"
 SPLITS = (("labeled_test", "labeled", "test"), ("web_test", "web/test", None))
 TABLE_METRICS = ("abs_rel", "rmse", "delta1")
+DEFAULT_REAL = REPO.parent / "shared" / "real" / "pairs"  # npy layout, one sub-folder per source
+REAL = "real_dev"  # the real pairs' benchmark name (as the profiles' eval.benchmarks call it)
+REAL_METRICS = ("abs_rel", "abs_rel_aligned", "delta1")
+REAL_BASELINES_M = (1.5, 2.0)  # constant depths scored beside the models on the real pairs (with eval.baseline_depths_m)
 
 
 def use_project(project: Path) -> Path:
@@ -67,3 +73,59 @@ def table_row(name: str, res: dict) -> str:
     """One markdown row of a `compact` result: AbsRel, RMSE, δ1 on both splits, web aligned AbsRel."""
     cols = [(b, k) for b in ("labeled_test", "web_test") for k in TABLE_METRICS] + [("web_test", "abs_rel_aligned")]
     return f"| {name} | " + " | ".join(f"{res.get(b, {}).get(k, float('nan')):.4f}" for b, k in cols) + " |"
+
+
+def open_real(path: Path | None):
+    """The `npy` benchmark reader of the real pairs at `path`, or None (with the reason printed)
+    when `path` is None or not a folder."""
+    if path is None:
+        return None
+    if not Path(path).is_dir():
+        print(f"{path}: real pairs folder does not exist; real-pair scores skipped", flush=True)
+        return None
+    from dap_model.benchmarks import open_benchmark
+
+    return open_benchmark("npy", str(path))
+
+
+def score_real(cfg, model, reader) -> dict:
+    """AbsRel, δ1, median-scale-aligned AbsRel and n_images of `model` (a loaded network or a
+    `ConstantDepthModel`) on the real pairs, overall and under `by_folder` per source folder."""
+    from dap_model.evaluation.evaluate import evaluate
+
+    r = evaluate(model, reader, cfg, benchmark=REAL, by_folder=True)
+    one = lambda e: {"abs_rel": e.metrics["abs_rel"], "delta1": e.metrics["delta1"],  # noqa: E731
+                     "abs_rel_aligned": e.aligned.get("abs_rel", float("nan")), "n_images": int(e.metrics["n_images"])}
+    return {**one(r), "by_folder": {g.split("/", 1)[-1]: one(e) for g, e in r.groups.items()}}
+
+
+def real_baselines(cfg, reader) -> dict[str, dict]:
+    """`score_real` of each constant depth in REAL_BASELINES_M and `eval.baseline_depths_m`, by row
+    label (`constant 2 m`)."""
+    from dap_model.evaluation.baseline import ConstantDepthModel
+
+    depths = sorted({*REAL_BASELINES_M, *cfg.eval.baseline_depths_m})
+    return {ConstantDepthModel(d).name: score_real(cfg, ConstantDepthModel(d), reader) for d in depths}
+
+
+def real_flat(real: dict) -> dict[str, float]:
+    """MLflow metric names of a `score_real` result (`real_dev/abs_rel`, `real_dev/<folder>/delta1`)."""
+    out = {f"{REAL}/{k}": real[k] for k in REAL_METRICS}
+    out |= {f"{REAL}/{f}/{k}": r[k] for f, r in real.get("by_folder", {}).items() for k in REAL_METRICS}
+    return out
+
+
+def real_table(rows: dict[str, dict]) -> list[str]:
+    """Markdown lines: per row (name -> `score_real` result) the real pairs' AbsRel, aligned AbsRel
+    and δ1 overall, then AbsRel / aligned / δ1 per source folder."""
+    folders = sorted({f for r in rows.values() for f in r.get("by_folder", {})})
+    n = next((r["n_images"] for r in rows.values() if "n_images" in r), 0)
+    cell = lambda r: f"{r['abs_rel']:.3f} / {r['abs_rel_aligned']:.3f} / {r['delta1']:.3f}"  # noqa: E731
+    lines = [f"| model | real AbsRel ({n} pairs) | scale-aligned | δ1 | " + " | ".join(
+                 f"{f} AbsRel / aligned / δ1" for f in folders) + " |",
+             "|---|---|---|---|" + "---|" * len(folders)]
+    for name, r in rows.items():
+        bf = r.get("by_folder", {})
+        lines.append(f"| {name} | " + " | ".join(f"{r[k]:.4f}" for k in REAL_METRICS) + " | "
+                     + " | ".join(cell(bf[f]) if f in bf else "—" for f in folders) + " |")
+    return lines

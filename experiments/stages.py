@@ -2,7 +2,10 @@
 trained on K *random* stage-1 pseudo-labels per domain instead of the discriminator's top-K),
 each evaluated on the labelled test split and the web-domain test split (`web/test/`), plus the
 discriminator's rank correlation (score vs true AbsRel of each pseudo-label, on pool samples with
-withheld GT: `dap_model.evaluation.withheld`). Metrics are logged onto each training's MLflow run
+withheld GT: `dap_model.evaluation.withheld`). Where the real RGB + depth pairs exist (`--real`,
+default ../shared/real/pairs), every model is also scored on them (AbsRel, δ1, scale-aligned
+AbsRel, per source folder) beside constant-depth baselines (1.5 m, 2 m, `eval.baseline_depths_m`);
+with `pool.real_sources` set, that is the sim → real measurement of the loop. Metrics are logged onto each training's MLflow run
 (`labeled_test/abs_rel`, `web_test/abs_rel_aligned`, `web_test/city/abs_rel`, ...); the result goes
 to `<project>/stages.json` and `.md` (`--out`); `python -m experiments.summary` tables seeds.
 
@@ -10,6 +13,10 @@ to `<project>/stages.json` and `.md` (`--out`); `python -m experiments.summary` 
         [--data-from DIR]   reuse a data store made by `make run` / the pipeline (its data/ folder)
         [--project DIR]     where this experiment keeps its store, runs and MLflow db
                             (default .cache/experiments/<profile>)
+        [--real DIR]        the real pairs (default ../shared/real/pairs; skipped when absent)
+
+Relative paths in --set values (`pool.real_sources`, `eval.benchmarks.*.root`) are under the
+project folder, so real folders are best given absolute.
 
 Without --data-from, the pipeline (`python -m dap_assets.pipeline`) first runs once into the
 project folder with the same profile and overrides, for its data (simulator, web video,
@@ -25,15 +32,26 @@ import sys
 import time
 from pathlib import Path
 
-from experiments.common import CACHE, compact, evaluate_splits, flat_metrics, table_head, table_row, use_project
+from dap_model.io import atomic_write_text
+from experiments.common import (CACHE, DEFAULT_REAL, REAL, compact, evaluate_splits, flat_metrics, open_real,
+                                real_baselines, real_flat, real_table, score_real, table_head, table_row,
+                                use_project)
 
-def evaluate(cfg, store, model_file: Path) -> tuple[dict, dict[str, float]]:
-    """(`compact` result per test split, MLflow metrics) of the model at `model_file`."""
+
+def evaluate(cfg, store, model_file: Path, real=None) -> tuple[dict, dict[str, float]]:
+    """(`compact` result per test split, MLflow metrics) of the model at `model_file`; with `real`
+    (a reader of the real pairs) also its `score_real` result as split `real_dev`."""
     res = evaluate_splits(cfg, store, model_file)
-    return compact(res), flat_metrics(res)
+    out, flat = compact(res), flat_metrics(res)
+    if real is not None:
+        from dap_model.models import load_model
+
+        out[REAL] = score_real(cfg, load_model(model_file, map_location="cpu").eval(), real)
+        flat |= real_flat(out[REAL])
+    return out, flat
 
 
-def oracle_arm(cfg, project: Path, data: Path, out: Path) -> int:
+def oracle_arm(cfg, project: Path, data: Path, out: Path, real=None) -> int:
     """Stage 2 on the top-K per domain by true AbsRel of the stage-1 pseudo-labels (an upper bound for
     any curation; ground truth chooses here, so this is never a pipeline mode: it runs on a private
     copy of the store, whose curated manifest says `discriminator` because the schema knows only the
@@ -63,21 +81,21 @@ def oracle_arm(cfg, project: Path, data: Path, out: Path) -> int:
     from mlflow import MlflowClient
 
     MlflowClient().set_tag(res.run_id, "dap.experiment_arm", "oracle")
-    ev, flat = evaluate(cfg, store, store.fetch(model_key("stage2")))
+    ev, flat = evaluate(cfg, store, store.fetch(model_key("stage2")), real)
     log_metrics_to_run(cfg, res.run_id, flat)
     summary = json.loads(out.read_text())
     summary["results"]["stage2_oracle"] = ev
     summary["mlflow_runs"]["stage2_oracle"] = res.run_id
     summary["seconds"]["stage2[oracle]"] = time.perf_counter() - t
     summary["curation"]["oracle"] = {"n_selected": len(selected), "true_abs_rel_selected": float(selected["abs_rel"].mean())}
-    out.write_text(json.dumps(summary, indent=2, default=float))
+    atomic_write_text(out, json.dumps(summary, indent=2, default=float))
     md = out.with_suffix(".md").read_text().split("\n")
     row = table_row("stage2_oracle", ev)
-    at = max(i for i, line in enumerate(md) if line.startswith("| ")) + 1
+    at = md.index("") if "" in md else len(md)  # the end of the first table
     md.insert(at, row)
     md.append(f"Oracle (diagnostic): stage 2 on the {len(selected)} stage-1 pseudo-labels with the lowest true AbsRel "
               f"(mean {float(selected['abs_rel'].mean()):.4f}).")
-    out.with_suffix(".md").write_text("\n".join(md).rstrip("\n") + "\n")
+    atomic_write_text(out.with_suffix(".md"), "\n".join(md).rstrip("\n") + "\n")
     print(row)
     return 0
 
@@ -98,6 +116,8 @@ def main() -> int:
                     help="diagnostic only, on a finished run's store: stage 2 on the K pseudo-labels per domain with the "
                          "lowest TRUE error (withheld GT) - the best any selection could do; added to --out")
     ap.add_argument("--out", type=Path, default=None, help="result JSON (default <project>/stages.json; .md beside it)")
+    ap.add_argument("--real", type=Path, default=DEFAULT_REAL,
+                    help="real RGB + depth pairs (npy layout, per source folder) every model is scored on; skipped when absent")
     args = ap.parse_args()
     project = use_project(args.project or CACHE / args.profile)
     args.out = args.out or project / "stages.json"
@@ -115,8 +135,9 @@ def main() -> int:
 
     cfg = load_config(args.profile, args.overrides)
     data = project / "data"
+    real = open_real(args.real)
     if args.oracle:
-        return oracle_arm(cfg, project, data, args.out)
+        return oracle_arm(cfg, project, data, args.out, real)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if args.data_from:
@@ -208,7 +229,7 @@ def main() -> int:
 
     results = {}
     for name, r in runs.items():
-        res, flat = step(f"eval[{name}]", lambda: evaluate(r["cfg"], r["store"], r["file"]))
+        res, flat = step(f"eval[{name}]", lambda: evaluate(r["cfg"], r["store"], r["file"], real))
         results[name] = res
         log_metrics_to_run(cfg, r["run_id"], flat)
     summary = {
@@ -217,12 +238,15 @@ def main() -> int:
                     "curation": cfg.curation.model_dump(), "model": cfg.model.backbone,
                     "machine": f"{os.cpu_count()} CPU cores, torch {torch.__version__}, no GPU"},
         "results": results,
+        "real_baselines": real_baselines(cfg, real) if real is not None else {},
         "rank_correlation": rank_corr,
         "curation": curation,
         "pseudo_label_true_error": pseudo_quality,
         "claim_stage3_beats_stage1_on_web": (
             results["stage3"]["web_test"]["abs_rel"] < results["stage1"]["web_test"]["abs_rel"]
             if "web_test" in results.get("stage1", {}) else None),
+        "claim_stage3_beats_stage1_on_real": (
+            results["stage3"][REAL]["abs_rel"] < results["stage1"][REAL]["abs_rel"] if real is not None else None),
         "stage3_beats_equal_compute_stage1_on_web": (
             results["stage3"]["web_test"]["abs_rel"] < results["stage1_3x_steps"]["web_test"]["abs_rel"]
             if "web_test" in results.get("stage1_3x_steps", {}) else None),
@@ -230,7 +254,7 @@ def main() -> int:
         "seconds": timings,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(summary, indent=2, default=float))
+    atomic_write_text(args.out, json.dumps(summary, indent=2, default=float))
     lines = table_head("model") + [table_row(name, res) for name, res in results.items()]
     rc = summary["rank_correlation"]
     lines += ["", f"Discriminator: Spearman(score, true AbsRel) = {rc.get('spearman', float('nan')):.3f} "
@@ -247,11 +271,16 @@ def main() -> int:
         f"{name}: " + ", ".join(f"{k} {v['abs_rel']:.3f} ({v['abs_rel_aligned']:.3f}, {v['median_log_ratio']:+.2f})"
                                 for k, v in res.get("web_test", {}).get("by_kind", {}).items())
         for name, res in results.items()) + ".")
+    if real is not None:
+        lines += ["", f"Real pairs ({args.real}): AbsRel, scale-aligned AbsRel, δ1; per source folder "
+                  "AbsRel / aligned / δ1.", ""]
+        lines += real_table({**{n: r[REAL] for n, r in results.items()}, **summary["real_baselines"]})
+        lines.append("")
     lines.append(f"Setting: profile {args.profile}, overrides {args.overrides or 'none'}, "
                  f"labelled train shards {args.labeled_train_shards or 'all'}, "
                  f"init_from_previous={cfg.train.init_from_previous}, pseudo_views={cfg.curation.pseudo_views}; "
                  f"{summary['setting']['machine']}.")
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    atomic_write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

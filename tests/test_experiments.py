@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-MODULES = ["stages", "seeds", "distill", "summary", "web_look_factors"]
+MODULES = ["stages", "seeds", "distill", "summary", "web_look_factors", "backbones"]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -56,3 +56,89 @@ def test_web_look_scale_errors_leave_out_invalid_predictions():
     gt = np.full((16, 32), 4.0, np.float32)
     r = scale_errors(Fixed(), [np.zeros((16, 32, 3), np.uint8)], [gt], 8, 100.0)
     assert r["frames"] == 1 and r["abs_rel"] == pytest.approx(2.0) and r["median_log_ratio"] == pytest.approx(np.log(3))
+
+
+def _real_pairs(root):
+    """Two source folders of one 8×16 pair each: depth 4 m in `a/`, 2 m in `b/` (npy layout)."""
+    from PIL import Image
+
+    for folder, depth in (("a", 4.0), ("b", 2.0)):
+        (root / folder).mkdir(parents=True)
+        Image.fromarray(np.full((8, 16, 3), 128, np.uint8)).save(root / folder / "x_rgb.png")
+        np.save(root / folder / "x_depth.npy", np.full((8, 16), depth, np.float32))
+    return root
+
+
+def test_real_pairs_scored_per_folder_beside_constant_baselines(tmp_path):
+    from dap_model.config import load_config
+    from experiments.common import open_real, real_baselines, real_flat, real_table
+
+    cfg = load_config("tiny", ["eval.baseline_depths_m=[3.0]"])
+    assert open_real(tmp_path / "missing") is None
+    base = real_baselines(cfg, open_real(_real_pairs(tmp_path / "pairs")))
+    assert list(base) == ["constant 1.5 m", "constant 2 m", "constant 3 m"]
+    two = base["constant 2 m"]  # 2 m against 4 m (AbsRel 0.5, δ1 0) and against 2 m (exact)
+    assert two["by_folder"]["a"] == pytest.approx({"abs_rel": 0.5, "delta1": 0.0, "abs_rel_aligned": 0.0, "n_images": 1})
+    assert two["by_folder"]["b"]["abs_rel"] == pytest.approx(0.0) and two["by_folder"]["b"]["delta1"] == 1.0
+    assert two["abs_rel"] == pytest.approx(0.25) and two["delta1"] == pytest.approx(0.5) and two["n_images"] == 2
+    assert real_flat(two)["real_dev/a/abs_rel"] == pytest.approx(0.5)
+    table = real_table(base)
+    assert table[0].startswith("| model | real AbsRel (2 pairs) |") and "a AbsRel / aligned / δ1" in table[0]
+    assert "| constant 2 m | 0.2500 | 0.0000 | 0.5000 | 0.500 / 0.000 / 0.000 | 0.000 / 0.000 / 1.000 |" in table
+
+
+def _real(abs_rel: float, delta1: float, folder_abs_rel: float) -> dict:
+    one = {"abs_rel": abs_rel, "abs_rel_aligned": abs_rel / 2, "delta1": delta1, "n_images": 12}
+    return {**one, "by_folder": {"f": {**one, "abs_rel": folder_abs_rel, "n_images": 5}}}
+
+
+def test_summary_pairs_real_scores_by_seed(tmp_path):
+    import json
+
+    from experiments.summary import load, main, paired_differences
+
+    paths = []
+    for seed, (s1, s2, s3) in ((0, (0.5, 0.4, 0.6)), (1, (0.6, 0.5, 0.3)), (2, (0.4, 0.45, 0.35))):
+        r = _result(seed, 0.6, 0.5)
+        for stage, a in (("stage1", s1), ("stage2", s2), ("stage3", s3)):
+            r["results"].setdefault(stage, r["results"]["stage1"] | {})["real_dev"] = _real(a, 1 - a, a + 0.1)
+        r["real_baselines"] = {"constant 2 m": _real(0.387, 0.366, 0.3)}
+        paths.append(tmp_path / f"s{seed}.json")
+        paths[-1].write_text(json.dumps(r))
+    diffs = {(d["later"], d["metric"], d["folder"]): d for d in paired_differences(load(paths))}
+    d31 = diffs[("stage3", "abs_rel", None)]
+    assert d31["by_seed"] == pytest.approx({0: 0.1, 1: -0.3, 2: -0.05})
+    assert d31["mean"] == pytest.approx(-0.25 / 3) and d31["later_better"] == 2 and d31["n"] == 3
+    assert diffs[("stage3", "delta1", None)]["later_better"] == 2  # δ1: higher is better
+    assert diffs[("stage2", "abs_rel", "f")]["by_seed"] == pytest.approx({0: -0.1, 1: -0.1, 2: 0.05})
+    assert not any(d["earlier"] == "stage1_3x_steps" for d in diffs.values())  # absent from the results
+    out = tmp_path / "t.md"
+    import sys as _sys
+
+    argv, _sys.argv = _sys.argv, ["summary", *map(str, paths), "--out", str(out)]
+    try:
+        assert main() == 0
+    finally:
+        _sys.argv = argv
+    text = out.read_text()
+    assert "| stage3 − stage1 | abs_rel | +0.100 | -0.300 | -0.050 | -0.083 ± 0.202 | 2 of 3 |" in text
+    assert "| stage1 | 0,1,2 | 0.500 ± 0.100 |" in text and "| constant 2 m | 0.3870 |" in text
+    assert json.loads(out.with_suffix(".json").read_text())["real_paired_differences"][0]["later"] == "stage2"
+
+
+def test_stage_evaluation_adds_the_real_pairs(tmp_path):
+    from dap_model.config import load_config
+    from dap_model.models import build_model, load_model, save_model
+    from dap_model.storage import LocalStore
+    from experiments.common import open_real, score_real
+    from experiments.stages import evaluate
+
+    cfg = load_config("test")
+    model_file = save_model(build_model(cfg.model), tmp_path / "m", cfg.model)
+    reader = open_real(_real_pairs(tmp_path / "pairs"))
+    res, flat = evaluate(cfg, LocalStore(tmp_path / "store"), model_file, reader)
+    want = score_real(cfg, load_model(model_file).eval(), reader)
+    assert set(res) == {"real_dev"} and set(res["real_dev"]["by_folder"]) == {"a", "b"}
+    assert res["real_dev"]["abs_rel"] == pytest.approx(want["abs_rel"])
+    assert flat["real_dev/b/delta1"] == pytest.approx(want["by_folder"]["b"]["delta1"])
+    assert evaluate(cfg, LocalStore(tmp_path / "store"), model_file)[0] == {}  # no real pairs: test splits only
