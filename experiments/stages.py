@@ -192,21 +192,6 @@ def main() -> int:
         step(f"pseudo_stage2[{arm}]", lambda: pseudo_label_pool(c, st, st.fetch(model_key("stage2")), "pseudo/stage2", "stage2", progress=False))
         train("stage3", arm, c, st)
 
-    # equal-compute baseline: stage 3 starts from stage 2, which starts from stage 1, so it has had
-    # 3x the optimiser steps; stage 1 trained that long on labelled data alone separates "more
-    # steps" from "pseudo-labels"
-    from dap_model.training.stages import default_run_dir, stage_inputs
-    from dap_model.training.trainer import train as train_raw
-
-    long_cfg = load_config(args.profile, [*args.overrides, f"train.steps={3 * cfg.train.steps}"])
-    inputs = stage_inputs(long_cfg, store, "stage1")
-    long = None if not args.equal_compute else step("stage1_3x_steps", lambda: train_raw(
-        long_cfg, "stage1", inputs.sources, inputs.val_paths,
-        default_run_dir(long_cfg, "stage1", inputs.data_versions), pipeline_run="experiment_stages/stage1_3x_steps",
-        data_versions=inputs.data_versions, progress=False, log_model=False))
-    if long is not None:
-        client.set_tag(long.run_id, "dap.experiment_arm", "stage1_3x_steps")
-        runs["stage1_3x_steps"] = {"run_id": long.run_id, "file": long.checkpoint, "cfg": long_cfg, "store": store}
 
     import pandas as pd
 
@@ -227,61 +212,85 @@ def main() -> int:
                                 "abs_rel_aligned_mean": float(err["abs_rel_aligned"].mean()),
                                 "abs_rel_mean_by_source": err.groupby("gt_prefix")["abs_rel"].mean().to_dict()}
 
-    results = {}
-    for name, r in runs.items():
-        res, flat = step(f"eval[{name}]", lambda: evaluate(r["cfg"], r["store"], r["file"], real))
-        results[name] = res
-        log_metrics_to_run(cfg, r["run_id"], flat)
-    summary = {
-        "setting": {"profile": args.profile, "overrides": args.overrides, "train": cfg.train.model_dump(),
-                    "labeled_train_shards": args.labeled_train_shards or "all",
-                    "curation": cfg.curation.model_dump(), "model": cfg.model.backbone,
-                    "machine": f"{os.cpu_count()} CPU cores, torch {torch.__version__}, no GPU"},
-        "results": results,
-        "real_baselines": real_baselines(cfg, real) if real is not None else {},
-        "rank_correlation": rank_corr,
-        "curation": curation,
-        "pseudo_label_true_error": pseudo_quality,
-        "claim_stage3_beats_stage1_on_web": (
-            results["stage3"]["web_test"]["abs_rel"] < results["stage1"]["web_test"]["abs_rel"]
-            if "web_test" in results.get("stage1", {}) else None),
-        "claim_stage3_beats_stage1_on_real": (
-            results["stage3"][REAL]["abs_rel"] < results["stage1"][REAL]["abs_rel"] if real is not None else None),
-        "stage3_beats_equal_compute_stage1_on_web": (
-            results["stage3"]["web_test"]["abs_rel"] < results["stage1_3x_steps"]["web_test"]["abs_rel"]
-            if "web_test" in results.get("stage1_3x_steps", {}) else None),
-        "mlflow_runs": {k: v["run_id"] for k, v in runs.items()},
-        "seconds": timings,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out, json.dumps(summary, indent=2, default=float))
-    lines = table_head("model") + [table_row(name, res) for name, res in results.items()]
-    rc = summary["rank_correlation"]
-    lines += ["", f"Discriminator: Spearman(score, true AbsRel) = {rc.get('spearman', float('nan')):.3f} "
-              f"(p = {rc.get('p_value', float('nan')):.3g}, n = {int(rc.get('n', 0))}); negative = useful; "
-              f"against the scale-aligned AbsRel (shape alone) {rc.get('spearman_aligned', float('nan')):.3f} "
-              f"(p = {rc.get('p_value_aligned', float('nan')):.3g}).",
-              f"Selected pseudo-labels' true AbsRel: discriminator {curation['discriminator'].get('true_abs_rel_selected', float('nan')):.4f}, "
-              f"random {curation.get('random', {}).get('true_abs_rel_selected', float('nan')):.4f}, "
-              f"pool mean {curation['discriminator'].get('true_abs_rel_all', float('nan')):.4f}."]
-    lines.append("Pseudo-labels' true AbsRel over the pool (mean / median / scale-aligned mean): " + ", ".join(
-        f"{k} {v['abs_rel_mean']:.4f} / {v['abs_rel_median']:.4f} / {v['abs_rel_aligned_mean']:.4f}"
-        for k, v in pseudo_quality.items()) + ".")
-    lines.append("Web test by scene kind, AbsRel (scale-aligned AbsRel, median log(pred/gt)): " + "; ".join(
-        f"{name}: " + ", ".join(f"{k} {v['abs_rel']:.3f} ({v['abs_rel_aligned']:.3f}, {v['median_log_ratio']:+.2f})"
-                                for k, v in res.get("web_test", {}).get("by_kind", {}).items())
-        for name, res in results.items()) + ".")
-    if real is not None:
-        lines += ["", f"Real pairs ({args.real}): AbsRel, scale-aligned AbsRel, δ1; per source folder "
-                  "AbsRel / aligned / δ1.", ""]
-        lines += real_table({**{n: r[REAL] for n, r in results.items()}, **summary["real_baselines"]})
-        lines.append("")
-    lines.append(f"Setting: profile {args.profile}, overrides {args.overrides or 'none'}, "
-                 f"labelled train shards {args.labeled_train_shards or 'all'}, "
-                 f"init_from_previous={cfg.train.init_from_previous}, pseudo_views={cfg.curation.pseudo_views}; "
-                 f"{summary['setting']['machine']}.")
-    atomic_write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    results: dict[str, dict] = {}
+    baselines = real_baselines(cfg, real) if real is not None else {}
+
+    def write() -> None:
+        """Score the runs not scored yet and (re)write the result JSON and .md."""
+        for name, r in runs.items():
+            if name not in results:
+                res, flat = step(f"eval[{name}]", lambda: evaluate(r["cfg"], r["store"], r["file"], real))
+                results[name] = res
+                log_metrics_to_run(cfg, r["run_id"], flat)
+        summary = {
+            "setting": {"profile": args.profile, "overrides": args.overrides, "train": cfg.train.model_dump(),
+                        "labeled_train_shards": args.labeled_train_shards or "all",
+                        "curation": cfg.curation.model_dump(), "model": cfg.model.backbone,
+                        "machine": f"{os.cpu_count()} CPU cores, torch {torch.__version__}, no GPU"},
+            "results": results,
+            "real_baselines": baselines,
+            "rank_correlation": rank_corr,
+            "curation": curation,
+            "pseudo_label_true_error": pseudo_quality,
+            "claim_stage3_beats_stage1_on_web": (
+                results["stage3"]["web_test"]["abs_rel"] < results["stage1"]["web_test"]["abs_rel"]
+                if "web_test" in results.get("stage1", {}) else None),
+            "claim_stage3_beats_stage1_on_real": (
+                results["stage3"][REAL]["abs_rel"] < results["stage1"][REAL]["abs_rel"] if real is not None else None),
+            "stage3_beats_equal_compute_stage1_on_web": (
+                results["stage3"]["web_test"]["abs_rel"] < results["stage1_3x_steps"]["web_test"]["abs_rel"]
+                if "web_test" in results.get("stage1_3x_steps", {}) else None),
+            "mlflow_runs": {k: v["run_id"] for k, v in runs.items()},
+            "seconds": timings,
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(args.out, json.dumps(summary, indent=2, default=float))
+        lines = table_head("model") + [table_row(name, res) for name, res in results.items()]
+        rc = summary["rank_correlation"]
+        lines += ["", f"Discriminator: Spearman(score, true AbsRel) = {rc.get('spearman', float('nan')):.3f} "
+                  f"(p = {rc.get('p_value', float('nan')):.3g}, n = {int(rc.get('n', 0))}); negative = useful; "
+                  f"against the scale-aligned AbsRel (shape alone) {rc.get('spearman_aligned', float('nan')):.3f} "
+                  f"(p = {rc.get('p_value_aligned', float('nan')):.3g}).",
+                  f"Selected pseudo-labels' true AbsRel: discriminator {curation['discriminator'].get('true_abs_rel_selected', float('nan')):.4f}, "
+                  f"random {curation.get('random', {}).get('true_abs_rel_selected', float('nan')):.4f}, "
+                  f"pool mean {curation['discriminator'].get('true_abs_rel_all', float('nan')):.4f}."]
+        lines.append("Pseudo-labels' true AbsRel over the pool (mean / median / scale-aligned mean): " + ", ".join(
+            f"{k} {v['abs_rel_mean']:.4f} / {v['abs_rel_median']:.4f} / {v['abs_rel_aligned_mean']:.4f}"
+            for k, v in pseudo_quality.items()) + ".")
+        lines.append("Web test by scene kind, AbsRel (scale-aligned AbsRel, median log(pred/gt)): " + "; ".join(
+            f"{name}: " + ", ".join(f"{k} {v['abs_rel']:.3f} ({v['abs_rel_aligned']:.3f}, {v['median_log_ratio']:+.2f})"
+                                    for k, v in res.get("web_test", {}).get("by_kind", {}).items())
+            for name, res in results.items()) + ".")
+        if real is not None:
+            lines += ["", f"Real pairs ({args.real}): AbsRel, scale-aligned AbsRel, δ1; per source folder "
+                      "AbsRel / aligned / δ1.", ""]
+            lines += real_table({**{n: r[REAL] for n, r in results.items()}, **summary["real_baselines"]})
+            lines.append("")
+        lines.append(f"Setting: profile {args.profile}, overrides {args.overrides or 'none'}, "
+                     f"labelled train shards {args.labeled_train_shards or 'all'}, "
+                     f"init_from_previous={cfg.train.init_from_previous}, pseudo_views={cfg.curation.pseudo_views}; "
+                     f"{summary['setting']['machine']}.")
+        atomic_write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
+        print("\n".join(lines))
+
+    write()
+    # equal-compute baseline: stage 3 starts from stage 2, which starts from stage 1, so it has had
+    # 3x the optimiser steps; stage 1 trained that long on labelled data alone separates "more
+    # steps" from "pseudo-labels". It trains after the first write, so the stages' result is on
+    # disk while it trains; the files are written again with it.
+    from dap_model.training.stages import default_run_dir, stage_inputs
+    from dap_model.training.trainer import train as train_raw
+
+    long_cfg = load_config(args.profile, [*args.overrides, f"train.steps={3 * cfg.train.steps}"])
+    inputs = stage_inputs(long_cfg, store, "stage1")
+    long = None if not args.equal_compute else step("stage1_3x_steps", lambda: train_raw(
+        long_cfg, "stage1", inputs.sources, inputs.val_paths,
+        default_run_dir(long_cfg, "stage1", inputs.data_versions), pipeline_run="experiment_stages/stage1_3x_steps",
+        data_versions=inputs.data_versions, progress=False, log_model=False))
+    if long is not None:
+        client.set_tag(long.run_id, "dap.experiment_arm", "stage1_3x_steps")
+        runs["stage1_3x_steps"] = {"run_id": long.run_id, "file": long.checkpoint, "cfg": long_cfg, "store": store}
+        write()
     return 0
 
 
