@@ -259,11 +259,9 @@ def save_png(path: str | Path, rgb: np.ndarray) -> Path:
 
 
 def read_image(path: Path) -> np.ndarray:
-    from dap_model.benchmarks._files import decode_rgb
+    from dap_model.images import read_rgb
 
-    if not path.is_file():
-        raise InputError(f"{path}: no such image")
-    return decode_rgb(path.read_bytes(), str(path))
+    return read_rgb(path)
 
 
 def predict_files(model, images: Sequence[str | Path], out_dir: str | Path, cfg: DapConfig,

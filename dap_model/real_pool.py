@@ -40,6 +40,7 @@ from dap_model import layout
 from dap_model.config import project_dir
 from dap_model.data.shards import Sample, ShardWriter
 from dap_model.errors import DapError
+from dap_model.images import try_read_rgb
 from dap_model.schema import validate_table
 from dap_model.video.frames import REASONS as FRAME_REASONS
 
@@ -156,17 +157,14 @@ class _Keys:
 
 def read_erp(path: Path, height: int, aspect_tolerance: float) -> tuple[np.ndarray | None, str, str]:
     """(rgb [height,2·height,3] uint8 or None, reason, detail) of one image file."""
-    try:
-        bgr = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    except (OSError, cv2.error) as err:
-        return None, "unreadable", f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
-    if bgr is None or bgr.ndim != 3 or min(bgr.shape[:2]) == 0:
-        return None, "unreadable", "not a decodable image"
-    h, w = bgr.shape[:2]
+    rgb, why = try_read_rgb(path)
+    if rgb is None:
+        return None, "unreadable", why
+    h, w = rgb.shape[:2]
     if abs(w / h / 2.0 - 1.0) > aspect_tolerance:
         return None, "not_2to1", f"image is {w}x{h}, an ERP is 2:1"
     interp = cv2.INTER_AREA if h > height else cv2.INTER_LINEAR
-    rgb = cv2.cvtColor(cv2.resize(bgr, (2 * height, height), interpolation=interp), cv2.COLOR_BGR2RGB)
+    rgb = cv2.resize(rgb, (2 * height, height), interpolation=interp)
     return rgb, "", ""  # [height,2·height,3]
 
 

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from dap_model.errors import InputError
+from dap_model.images import decode_rgb  # noqa: F401  (the benchmark readers' RGB decoder)
 from dap_model.storage import DataStore, LocalStore, S3Store, parse_s3_uri
 
 
@@ -48,24 +49,6 @@ def read_bytes(store: DataStore, key: str) -> bytes:
         return store.get_bytes(key)
     except OSError as err:
         raise InputError(f"{name_of(store, key)}: unreadable ({err})") from None
-
-
-def decode_rgb(data: bytes, name: str) -> np.ndarray:
-    """PNG/JPEG bytes → uint8 RGB [H,W,3] (16-bit images are scaled to 8 bits, grey → RGB)."""
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise InputError(f"{name}: not a decodable image")
-    if img.dtype == np.uint16:
-        img = (img // 257).astype(np.uint8)
-    if img.dtype != np.uint8:
-        raise InputError(f"{name}: expected an 8-bit colour image, got {img.dtype}")
-    if img.ndim == 2:
-        img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
-    elif img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-    else:
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    return img
 
 
 def decode_png_u16(data: bytes, name: str, scale: float, invalid: tuple[int, ...] = (0,)) -> np.ndarray:

@@ -102,16 +102,7 @@ def get_tagger(cfg, backend: str | None = None, **kwargs) -> Tagger:
 
 
 def read_image(path: str | Path) -> tuple[np.ndarray | None, str]:
-    """(RGB uint8 [H,W,3], '') or (None, reason) for a file that cannot be decoded."""
-    import cv2
+    """(RGB uint8 [H,W,3], '') or (None, reason) for a file that cannot be read as an image."""
+    from dap_model.images import try_read_rgb
 
-    p = Path(path)
-    if not p.is_file():
-        return None, "no such file"
-    data = np.fromfile(p, dtype=np.uint8)
-    if data.size == 0:
-        return None, "empty file"
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if img is None:
-        return None, "not a decodable image (corrupt or unsupported format)"
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB), ""
+    return try_read_rgb(path)
