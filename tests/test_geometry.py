@@ -176,6 +176,26 @@ def test_invalid_depth_gives_zero_normals_and_finite_gradients():
     assert bool(torch.isfinite(depth.grad).all())
 
 
+@pytest.mark.parametrize("scale", [1e-8, 1e-12, 1e-16, 1e-30])
+def test_normals_of_a_region_collapsing_to_zero_depth_have_finite_gradients(scale):
+    # a network whose depth head saturates predicts ~1e-8 m in a region: its normals must not
+    # poison the step with NaN gradients (an rsqrt of |n|² overflows in the backward there)
+    gen = torch.Generator().manual_seed(0)
+    depth = torch.rand(2, 1, 16, 32, generator=gen) * 3 + 1
+    depth[:, :, 4:8, 5:12] *= scale
+    depth.requires_grad_(True)
+    normals, mask = depth_to_normals(depth, return_mask=True)
+    assert bool(torch.isfinite(normals).all())
+    ((normals * torch.randn(normals.shape, generator=gen)).sum()).backward()
+    assert bool(torch.isfinite(depth.grad).all())
+    n = normals[:, :, 5:7, 6:11]  # inside the region: unit normals where valid, zero where degenerate
+    length = (n * n).sum(1)
+    assert torch.allclose(length[mask[:, 0, 5:7, 6:11]], torch.tensor(1.0), atol=1e-4)
+    assert bool((length[~mask[:, 0, 5:7, 6:11]] == 0).all())
+    if scale >= 1e-8:  # |n|² above float32's smallest normal: still a surface with a normal
+        assert bool(mask[:, 0, 5:7, 6:11].all())
+
+
 # ---------------------------------------------------------------- rotations
 
 

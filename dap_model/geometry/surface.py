@@ -8,6 +8,8 @@ invalid pixels.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -57,7 +59,9 @@ def depth_to_normals(depth: Tensor, *, return_mask: bool = False):
         & torch.roll(valid, 1, dims=-1)[:, :, 1:-1]
         & (norm2 > torch.finfo(n.dtype).tiny)
     )
-    n = n * torch.rsqrt(norm2.clamp_min(torch.finfo(n.dtype).tiny))
+    # unit length through a norm (backward ∝ 1/|n|) rather than rsqrt(|n|²) (backward ∝ |n|⁻³, which
+    # overflows to inf·0 = NaN for near-zero tangents, e.g. a prediction collapsing towards 0 m)
+    n = torch.nn.functional.normalize(n, dim=1, eps=math.sqrt(torch.finfo(n.dtype).tiny))
     rays = _rays_chw(*depth.shape[-2:], depth)[:, 1:-1]  # [3,H-2,W]
     n = torch.where((n * rays).sum(1, keepdim=True) > 0, -n, n)  # face the camera
     n = torch.where(ok, n, torch.zeros_like(n))
