@@ -13,7 +13,7 @@ augmentation, which is what this experiment leaves out.
         [--set KEY=VALUE ...] [--name NAME]
 
 DIR is a store with a labelled set (`labeled/`), e.g. an `experiments.backbones` project's
-`data/`. Appends a row to .cache/experiments/fit/<NAME>.json."""
+`data/`. Appends a row to .cache/experiments/fit/<NAME>.json (`--out`)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ def main() -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--name", default="fit")
+    ap.add_argument("--out", type=Path, default=None, help="result JSON (default .cache/experiments/fit/<NAME>.json)")
     args = ap.parse_args()
 
     import numpy as np
@@ -53,16 +54,21 @@ def main() -> int:
     apply_cpu_threads(cfg.train.threads)
     torch.manual_seed(cfg.train.seed)
     store = LocalStore(args.data)
-    xs, gts, keys = [], [], []
+    xs, gts, keys, seen = [], [], [], set()
     for batch in iter_eval_batches(fetch_all(store, split_shard_keys(store, "labeled", "train")), cfg.train.height, 4):
-        for key, x, gt in zip(batch["keys"], batch["rgb"], batch["gts"]):
-            if key.endswith("_0") and len(keys) < args.n:  # one frame per sequence
+        for key, x, gt, meta in zip(batch["keys"], batch["rgb"], batch["gts"], batch["metas"]):
+            seq = (meta or {}).get("sequence", key)
+            if seq not in seen and len(keys) < args.n:  # one frame per sequence
+                seen.add(seq)
                 xs.append(x)
                 gts.append(torch.from_numpy(gt)[None])
                 keys.append(key)
         if len(keys) == args.n:
             break
-    x_all, gt_all = torch.stack(xs), torch.stack(gts)  # [N,3,h,2h], [N,1,H,W]
+    if not keys:
+        raise SystemExit(f"{args.data}: no labelled train panoramas")
+    x_all = torch.stack(xs)  # [N,3,h,2h]
+    gt_all = torch.nn.functional.interpolate(torch.stack(gts), size=x_all.shape[-2:], mode="nearest")  # [N,1,h,2h]
     model = build_model(cfg.model)
     loss_fn = DapLoss.from_config(cfg)
     opt = torch.optim.AdamW(model.parameters(), args.lr)
@@ -100,7 +106,7 @@ def main() -> int:
                    "loss_last20": float(np.mean(losses[-20:])), "skipped_steps": skipped, "seconds": time.perf_counter() - t0}
             curve.append(row)
             print(json.dumps(row), flush=True)
-    out_file = CACHE / "fit" / f"{args.name}.json"
+    out_file = args.out or CACHE / "fit" / f"{args.name}.json"
     out_file.parent.mkdir(parents=True, exist_ok=True)
     rows = json.loads(out_file.read_text()) if out_file.exists() else []
     rows.append({"profile": args.profile, "overrides": args.overrides, "n": args.n, "steps": args.steps,

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-MODULES = ["stages", "seeds", "distill", "summary", "web_look_factors", "backbones"]
+MODULES = ["stages", "seeds", "distill", "summary", "web_look_factors", "backbones", "fit"]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -142,3 +142,23 @@ def test_stage_evaluation_adds_the_real_pairs(tmp_path):
     assert res["real_dev"]["abs_rel"] == pytest.approx(want["abs_rel"])
     assert flat["real_dev/b/delta1"] == pytest.approx(want["by_folder"]["b"]["delta1"])
     assert evaluate(cfg, LocalStore(tmp_path / "store"), model_file)[0] == {}  # no real pairs: test splits only
+
+
+def test_fit_trains_on_one_frame_per_sequence_and_records_the_curve(tmp_path, monkeypatch):
+    import json
+
+    from experiments import fit
+    from tests.training_data import build_store
+
+    root = build_store(tmp_path / "data", h=16, n_train=6)
+    out = tmp_path / "fit.json"
+    argv = ["fit", "--profile", "test", "--data", str(root), "--n", "3", "--steps", "5", "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", argv)
+    assert fit.main() == 0
+    monkeypatch.setattr(sys, "argv", [*argv, "--lr", "1e-4"])
+    assert fit.main() == 0  # a second run appends
+    rows = json.loads(out.read_text())
+    assert [r["lr"] for r in rows] == [1e-3, 1e-4] and len(rows[0]["keys"]) == 3 == len(set(rows[0]["keys"]))
+    curve = rows[0]["curve"]
+    assert [c["step"] for c in curve] == [1, 2, 3, 4, 5]
+    assert all(np.isfinite(c["fit_abs_rel"]) and c["fit_abs_rel"] > 0 and c["skipped_steps"] == 0 for c in curve)
