@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -139,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
                         "cheapest on a small machine) or multiprocess (a process per step, as the daemon runs them)")
     args = parser.parse_args(argv)
 
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
+        # an inherited "ignore SIGTERM" passes to every child: Dagster stops the `tail -F` that mirrors a
+        # step's compute log with SIGTERM, and an immune tail outlives the run holding our stdout open
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     cfg = load_config(args.profile, args.overrides)  # fail fast on a bad knob
     os.environ["DAP_PROFILE"] = cfg.profile
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(project_dir() / ".dagster")))

@@ -3,6 +3,7 @@ $DAGSTER_HOME, one `dap.pipeline_run` across every Dagster and MLflow run, a con
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,8 +19,11 @@ def pipeline(tmp_path_factory):
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("DAP_PROFILE", None)
+    # started as CI runners and nohup'd shells often start it, ignoring SIGTERM: Dagster's compute-log
+    # `tail -F` children must still stop, or they hold the pipes open and this call never returns
+    ignore_term = lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN)  # noqa: E731
     out = subprocess.run([sys.executable, "-m", "dap_assets.pipeline", "--profile", "test"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=1200)
+                         capture_output=True, text=True, timeout=600, preexec_fn=ignore_term)
     return project, out
 
 
