@@ -38,9 +38,9 @@ sys.path.insert(0, str(ROOT))
 FIXTURE = ROOT.parent / "shared" / "fixtures" / "gvr_testRoom1_1920Mono.mp4"
 
 
-def bare_decode(path: Path, cpu: dict | None = None) -> tuple[int, float]:
-    """(frames, seconds) of a plain cap.read() loop; with `cpu` given, also records the process
-    CPU time per frame and the cores the decoder kept busy (FFmpeg decodes in its own threads)."""
+def bare_decode(path: Path) -> tuple[int, float, float]:
+    """(frames, wall seconds, process CPU seconds) of a plain cap.read() loop (FFmpeg decodes in
+    its own threads, so CPU can exceed wall)."""
     cap = cv2.VideoCapture(str(path))
     t0, c0 = time.perf_counter(), time.process_time()
     n = 0
@@ -49,10 +49,7 @@ def bare_decode(path: Path, cpu: dict | None = None) -> tuple[int, float]:
         if not ok:
             break
         n += 1
-    wall, used = time.perf_counter() - t0, time.process_time() - c0
-    if cpu is not None and n:
-        cpu.update(bare_decode_cpu_ms_per_frame=1000 * used / n, bare_decode_cores_busy=used / wall)
-    return n, wall
+    return n, time.perf_counter() - t0, time.process_time() - c0
 
 
 def extraction(path: Path, every_s: float, decode_ahead: bool = True) -> tuple[int, int, float]:
@@ -305,7 +302,7 @@ def speed(out: dict) -> None:
     run: the fixture, and the real 2048x1024 driving clip when present."""
     real_clip = ROOT.parent / "shared" / "real" / "videos" / "Valiant360__overpass-clip.mp4"
     out["load_average_before_extraction"] = [round(x, 2) for x in os.getloadavg()]
-    bare_n, bare_t = bare_decode(FIXTURE)
+    bare_n, bare_t, _ = bare_decode(FIXTURE)
     out.update(video=FIXTURE.name, bare_decode_fps=bare_n / bare_t, extraction={})
     for every in (1.0, 0.25, 1 / 30):
         n, sampled, t = extraction(FIXTURE, every)
@@ -313,15 +310,15 @@ def speed(out: dict) -> None:
             "video_frames": n, "sampled": sampled, "video_fps": n / t, "ratio_vs_bare_decode": (n / t) / (bare_n / bare_t),
         }
     if real_clip.is_file():  # a real 2048x1024 driving clip, same run
-        cpu: dict = {}
-        rn, rt = bare_decode(real_clip, cpu)
-        out["extraction_real_clip"] = {"video": real_clip.name, "bare_decode_fps": rn / rt, **cpu}
+        rn, rt, rcpu = bare_decode(real_clip)
+        out["extraction_real_clip"] = {"video": real_clip.name, "bare_decode_fps": rn / rt,
+                                       "bare_decode_cpu_ms_per_frame": 1000 * rcpu / rn, "bare_decode_cores_busy": rcpu / rt}
         for every in (0.25, 1 / 30):
             n, sampled, t = extraction(real_clip, every)
             out["extraction_real_clip"][f"every_{every:.3f}s"] = {
                 "video_frames": n, "sampled": sampled, "video_fps": n / t, "ratio_vs_bare_decode": (n / t) / (rn / rt),
             }
-        rn2, rt2 = bare_decode(real_clip)  # bracket the runs: load from other processes drifts
+        rn2, rt2, _ = bare_decode(real_clip)  # bracket the runs: load from other processes drifts
         n, _, t = extraction(real_clip, 1 / 30, decode_ahead=False)
         out["extraction_real_clip"]["every_0.033s_without_decode_ahead"] = {
             "video_fps": n / t, "ratio_vs_bare_decode": (n / t) / (rn2 / rt2), "bare_decode_fps": rn2 / rt2,

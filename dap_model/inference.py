@@ -258,12 +258,6 @@ def save_png(path: str | Path, rgb: np.ndarray) -> Path:
     return path
 
 
-def read_image(path: Path) -> np.ndarray:
-    from dap_model.images import read_rgb
-
-    return read_rgb(path)
-
-
 def predict_files(model, images: Sequence[str | Path], out_dir: str | Path, cfg: DapConfig,
                   ply: bool = False, device: torch.device | None = None, *, raw: bool = False,
                   normals: bool = False, max_depth_m: float = 0.0, subsample: int = 1) -> list[dict[str, str]]:
@@ -274,6 +268,7 @@ def predict_files(model, images: Sequence[str | Path], out_dir: str | Path, cfg:
     row/column, normals on request). Every image is read and checked first, so a bad input leaves
     nothing written. Returns the written paths per image."""
     from dap_model.accel import resolve_device
+    from dap_model.images import read_rgb
 
     device = device or resolve_device(cfg.eval.device)
     paths = [Path(p) for p in images]
@@ -283,7 +278,7 @@ def predict_files(model, images: Sequence[str | Path], out_dir: str | Path, cfg:
         raise InputError(f"several inputs share the stem {dup[0]!r}; outputs would overwrite each other")
     rgbs = []
     for p in paths:
-        rgb = read_image(p)
+        rgb = read_rgb(p)
         h, w = rgb.shape[:2]
         if w != 2 * h:
             raise InputError(f"{p}: {h}x{w} is not an equirectangular panorama (width must be 2 x height)")

@@ -90,9 +90,7 @@ def main() -> int:
     gen = torch.Generator().manual_seed(cfg.train.seed)
     for step in range(1, args.steps + 1):
         idx = torch.randperm(len(keys), generator=gen)[: cfg.train.batch_size]
-        out = model(x_all[idx])
-        loss = loss_fn(out, gt_all[idx])
-        loss = loss[0] if isinstance(loss, tuple) else loss
+        loss, _ = loss_fn(model(x_all[idx]), gt_all[idx])
         opt.zero_grad()
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip or float("inf"))

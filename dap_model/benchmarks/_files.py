@@ -13,7 +13,6 @@ import cv2
 import numpy as np
 
 from dap_model.errors import InputError
-from dap_model.images import decode_rgb  # noqa: F401  (the benchmark readers' RGB decoder)
 from dap_model.storage import DataStore, LocalStore, S3Store, parse_s3_uri
 
 

@@ -12,7 +12,9 @@ import numpy as np
 from dap_model.errors import InputError
 from dap_model.storage import DataStore
 
-from ._files import decode_rgb, name_of, open_root, posix_parent, read_bytes, root_label
+from dap_model.images import decode_rgb
+
+from ._files import name_of, open_root, posix_parent, read_bytes, root_label
 
 
 @dataclass

@@ -10,13 +10,13 @@ from typing import Iterator
 import numpy as np
 
 from dap_model.errors import InputError
+from dap_model.images import decode_rgb
 
 from ._files import (
     clean_depth,
     decode_npy,
     decode_npz,
     decode_png_u16,
-    decode_rgb,
     posix_parent,
     read_bytes,
     read_exr_depth,

@@ -44,11 +44,12 @@ def config_with_height(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from dap_model.accel import resolve_device
-    from dap_model.inference import load_checkpoint, predict_files, read_image
+    from dap_model.images import read_rgb
+    from dap_model.inference import load_checkpoint, predict_files
 
     cfg = config_with_height(args)
     for p in args.images:  # fail on a missing image before loading the model
-        read_image(p)
+        read_rgb(p)
     device = resolve_device(cfg.eval.device)
     model = load_checkpoint(args.checkpoint, cfg, device)
     recs = predict_files(model, args.images, args.out, cfg, ply=args.ply, device=device, raw=args.raw,

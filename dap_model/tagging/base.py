@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from dap_model.errors import ConfigError
+from dap_model.images import try_read_rgb as read_image  # noqa: F401  ((rgb | None, reason) of an image file)
 
 SCENES = ("indoor", "outdoor")
 MIN_SIDE = 8
@@ -100,9 +100,3 @@ def get_tagger(cfg, backend: str | None = None, **kwargs) -> Tagger:
         raise ConfigError(f"tagging.backend {name!r}: unknown; available: {', '.join(available_taggers())}")
     return _REGISTRY[name](cfg, **kwargs)
 
-
-def read_image(path: str | Path) -> tuple[np.ndarray | None, str]:
-    """(RGB uint8 [H,W,3], '') or (None, reason) for a file that cannot be read as an image."""
-    from dap_model.images import try_read_rgb
-
-    return try_read_rgb(path)
