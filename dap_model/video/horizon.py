@@ -53,6 +53,7 @@ MAX_SEGMENTS = 120  # longest segments kept (the cost of the search grows with t
 SEGMENT_MIN_PX = 6.0  # shorter segments (at 128 px) are clutter, dropped
 ARC_TOLERANCE_PX = 1.0  # a segment whose midpoint is further off its end points' great circle is not a 3-D line
 CAP_MARGIN_DEG = 3.0  # segments ending this near a pole cap's edge are dropped (the cap's border)
+_GREY = np.array([0.299, 0.587, 0.114], np.float32)  # RGB -> grey weights (ITU-R BT.601, as OpenCV)
 LSD_MIN_HEIGHT = 128  # LSD runs on the grey frame upsampled to at least this height
 BRIGHT_HEIGHT = (16, 32)  # appearance cue: thumbnail height (width 2x) in the coarse, fine levels
 BRIGHT_BINS = (24, 48)  # elevation bins of the appearance cue (over 180°) in the coarse, fine levels
@@ -94,21 +95,32 @@ def thumbnail(frame: np.ndarray, size: tuple[int, int] = (32, 16)) -> np.ndarray
     return cv2.resize(g, size, interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
-def seam_ratio(g: np.ndarray) -> float:
+def seam_ratio(img: np.ndarray, samples: int = 128) -> float:
     """How different the first and last columns are, on a scale from ordinary neighbouring
     columns (0) to unrelated columns half a turn apart (1).
 
-    ~0 for a 360° ERP (the seam is just another pair of neighbours); ~1 or more when the left
-    and right edges do not meet (not a full turn). Per-column medians over rows, so a vertical
-    edge that happens to fall on the seam (covering less than half the rows) does not count;
-    the seam is compared with the 90th percentile of the neighbouring-column differences, so
-    noise and 8-px JPEG block edges (which lie on every seam) do not count either."""
-    b = cv2.GaussianBlur(g, (5, 5), 0)  # [h,w]
-    w = b.shape[1]
-    cols = np.median(np.abs(np.diff(b, axis=1)), axis=0)  # [w-1]
-    adj, ref = float(cols.mean()), float(np.percentile(cols, 90))
-    far = float(np.median(np.abs(b - np.roll(b, w // 2, axis=1)), axis=0).mean())
-    seam = float(np.median(np.abs(b[:, 0] - b[:, -1])))
+    `img`: grey [h,w] or RGB [h,w,3] ERP, best at the source resolution: there a vertical edge
+    (a door frame, a curtain) that lies a few source pixels from the seam is a few pixels away
+    from it, where in a downscaled frame it falls on the seam column. Statistics over up to
+    `samples` rows and `samples` pairs of neighbouring columns (so the cost does not depend on
+    the resolution). ~0 for a 360° ERP (the seam is just another pair of neighbours); ~1 or more
+    when the left and right edges do not meet (not a full turn). Per-column medians over rows,
+    so an edge covering less than half the rows does not count; the seam is compared with the
+    90th percentile of the neighbouring-column differences, so noise and 8-px JPEG block edges
+    (which lie on every seam) do not count either."""
+    h, w = img.shape[:2]
+    rows = np.unique(np.linspace(0, h - 1, min(h, samples)).round().astype(np.int64))
+    xs = np.unique(np.linspace(0, w - 2, min(w - 1, samples)).round().astype(np.int64))
+    n = xs.size
+    cols = np.concatenate([xs, xs + 1, (xs + w // 2) % w, [0, w - 1]])
+    s = np.take(np.take(img, rows, axis=0), cols, axis=1).astype(np.float32)  # [r,3n+2] (RGB: [r,3n+2,3])
+    if s.ndim == 3:
+        s = s @ _GREY
+    s = np.ascontiguousarray(s.T)  # [3n+2,r]: the medians run along contiguous rows
+    near = np.median(np.abs(s[:n] - s[n : 2 * n]), axis=1)  # [n]
+    adj, ref = float(near.mean()), float(np.percentile(near, 90))
+    far = float(np.median(np.abs(s[:n] - s[2 * n : 3 * n]), axis=1).mean())
+    seam = float(np.median(np.abs(s[-2] - s[-1])))
     return (seam - ref) / max(far - adj, 6.0)
 
 
@@ -289,7 +301,7 @@ def appearance(rgb: np.ndarray, band_deg: tuple[float, float]) -> list[tuple[np.
         f = cv2.resize(rgb, (2 * bh, bh), interpolation=cv2.INTER_AREA).astype(np.float32)  # [bh,2bh,3]
         _, cos_lat, lat_row = _pixel_rays(bh, 2 * bh)
         valid = np.repeat((lat_row <= band_deg[0]) & (lat_row >= band_deg[1]), 2 * bh)  # [bh*2bh]
-        grey = f @ np.array([0.299, 0.587, 0.114], np.float32)
+        grey = f @ _GREY
         chroma = f[..., 2] - f[..., 0]
         feat = np.stack([_rank(grey.ravel(), valid), _rank(chroma.ravel(), valid)], axis=1)
         out.append((feat, cos_lat * valid))
@@ -379,7 +391,7 @@ def check_horizon(
         diff = float(np.abs(thumbnail(frame) - thumbnail(prev)).mean())
         if diff < 0.25:
             return HorizonResult(False, math.nan, "frozen", f"identical to the previous frame (diff {diff:.2f})", stats=stats)
-    sr = seam_ratio(g)
+    sr = seam_ratio(frame)  # at the source resolution
     pr = pole_ratio(g, cv2.cvtColor(np.ascontiguousarray(frame[[0, -1]]), cv2.COLOR_RGB2GRAY))
     band = valid_band(rgb, s.cap_max_std)  # (top, bottom) latitude outside the pole caps
     band = band if math.isfinite(band[0]) else (90.0, -90.0)
