@@ -258,31 +258,40 @@ def save_png(path: str | Path, rgb: np.ndarray) -> Path:
     return path
 
 
-def predict_files(model, images: Sequence[str | Path], out_dir: str | Path, cfg: DapConfig,
-                  ply: bool = False, device: torch.device | None = None, *, raw: bool = False,
-                  normals: bool = False, max_depth_m: float = 0.0, subsample: int = 1) -> list[dict[str, str]]:
-    """For each ERP image write `<stem>_depth.npy` (metres after the mask rule, input resolution),
-    `<stem>_depth.png` (colourised); with `raw` `<stem>_pred_depth.npy` (the depth head, units of
-    `max_depth_m`) and `<stem>_pred_mask.npy` (P(beyond range)); with `ply` `<stem>.ply`
-    (`point_cloud`: pixels the mask rule keeps, depth ≤ `max_depth_m` if > 0, every `subsample`-th
-    row/column, normals on request). Every image is read and checked first, so a bad input leaves
-    nothing written. Returns the written paths per image."""
-    from dap_model.accel import resolve_device
+def read_panoramas(images: Sequence[str | Path]) -> list[tuple[Path, np.ndarray]]:
+    """Read and check the ERP images to predict: [(path, RGB uint8 [H,2H,3])]. Raises `InputError`
+    naming the first unreadable or non-2:1 image, or a stem two inputs share (their outputs would
+    overwrite each other)."""
     from dap_model.images import read_rgb
 
-    device = device or resolve_device(cfg.eval.device)
     paths = [Path(p) for p in images]
     stems = [p.stem for p in paths]
     dup = sorted({s for s in stems if stems.count(s) > 1})
     if dup:
         raise InputError(f"several inputs share the stem {dup[0]!r}; outputs would overwrite each other")
-    rgbs = []
+    out = []
     for p in paths:
         rgb = read_rgb(p)
         h, w = rgb.shape[:2]
         if w != 2 * h:
             raise InputError(f"{p}: {h}x{w} is not an equirectangular panorama (width must be 2 x height)")
-        rgbs.append(rgb)
+        out.append((p, rgb))
+    return out
+
+
+def predict_files(model, panoramas: Sequence[tuple[Path, np.ndarray]], out_dir: str | Path, cfg: DapConfig,
+                  ply: bool = False, device: torch.device | None = None, *, raw: bool = False,
+                  normals: bool = False, max_depth_m: float = 0.0, subsample: int = 1) -> list[dict[str, str]]:
+    """For each (path, RGB) of `read_panoramas` write `<stem>_depth.npy` (metres after the mask
+    rule, input resolution), `<stem>_depth.png` (colourised); with `raw` `<stem>_pred_depth.npy`
+    (the depth head, units of `max_depth_m`) and `<stem>_pred_mask.npy` (P(beyond range)); with
+    `ply` `<stem>.ply` (`point_cloud`: pixels the mask rule keeps, depth ≤ `max_depth_m` if > 0,
+    every `subsample`-th row/column, normals on request). Returns the written paths per image."""
+    from dap_model.accel import resolve_device
+
+    device = device or resolve_device(cfg.eval.device)
+    paths = [p for p, _ in panoramas]
+    rgbs = [rgb for _, rgb in panoramas]
     if subsample < 1:
         raise InputError(f"--subsample {subsample}: must be >= 1")
     height = inference_height(cfg, model)

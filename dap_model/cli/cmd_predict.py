@@ -44,15 +44,13 @@ def config_with_height(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from dap_model.accel import resolve_device
-    from dap_model.images import read_rgb
-    from dap_model.inference import load_checkpoint, predict_files
+    from dap_model.inference import load_checkpoint, predict_files, read_panoramas
 
     cfg = config_with_height(args)
-    for p in args.images:  # fail on a missing image before loading the model
-        read_rgb(p)
+    panoramas = read_panoramas(args.images)  # a bad image fails before the model loads, nothing written
     device = resolve_device(cfg.eval.device)
     model = load_checkpoint(args.checkpoint, cfg, device)
-    recs = predict_files(model, args.images, args.out, cfg, ply=args.ply, device=device, raw=args.raw,
+    recs = predict_files(model, panoramas, args.out, cfg, ply=args.ply, device=device, raw=args.raw,
                          normals=args.normals, max_depth_m=args.max_depth, subsample=args.subsample)
     for rec in recs:
         print(" ".join(f"{k}={v}" for k, v in rec.items()))
