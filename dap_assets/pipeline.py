@@ -142,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
         # an inherited "ignore SIGTERM" passes to every child: Dagster stops the `tail -F` that mirrors a
-        # step's compute log with SIGTERM, and an immune tail outlives the run holding our stdout open
+        # step's compute log with SIGTERM, and an immune tail outlives the run holding our stdout open.
+        # (A background job of a shell ignores SIGINT, and Dagster's in-process execution maps SIGTERM
+        # to SIGINT's handler, so a test process that materialised in-process passes SIGTERM ignored.)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     cfg = load_config(args.profile, args.overrides)  # fail fast on a bad knob
     os.environ["DAP_PROFILE"] = cfg.profile

@@ -100,6 +100,57 @@ def oracle_arm(cfg, project: Path, data: Path, out: Path, real=None) -> int:
     return 0
 
 
+def train_equal_compute(args, cfg, store):
+    """Stage 1 for 3x `train.steps` on `store`'s labelled data alone, the steps stage 3 has had
+    (stage 1 + 2 + 3 with `init_from_previous`), as an MLflow run tagged `stage1_3x_steps`:
+    (training result, its config)."""
+    from mlflow import MlflowClient
+
+    from dap_model.config import load_config
+    from dap_model.training.stages import default_run_dir, stage_inputs
+    from dap_model.training.trainer import train as train_raw
+
+    long_cfg = load_config(args.profile, [*args.overrides, f"train.steps={3 * cfg.train.steps}"])
+    inputs = stage_inputs(long_cfg, store, "stage1")
+    long = train_raw(long_cfg, "stage1", inputs.sources, inputs.val_paths,
+                     default_run_dir(long_cfg, "stage1", inputs.data_versions), pipeline_run="experiment_stages/stage1_3x_steps",
+                     data_versions=inputs.data_versions, progress=False, log_model=False)
+    MlflowClient().set_tag(long.run_id, "dap.experiment_arm", "stage1_3x_steps")
+    return long, long_cfg
+
+
+def equal_compute_arm(args, cfg, project: Path, real=None) -> int:
+    """On a finished run (its store and --out): `train_equal_compute`, scored as every arm and
+    added to `--out` and its .md as `stage1_3x_steps`."""
+    from dap_model.storage import LocalStore
+    from dap_model.tracking import log_metrics_to_run, setup_mlflow
+
+    summary = json.loads(args.out.read_text())
+    store = LocalStore(project / "data")
+    setup_mlflow(cfg.mlflow)
+    t = time.perf_counter()
+    long, long_cfg = train_equal_compute(args, cfg, store)
+    ev, flat = evaluate(long_cfg, store, long.checkpoint, real)
+    log_metrics_to_run(cfg, long.run_id, flat)
+    res = summary["results"]
+    res["stage1_3x_steps"] = ev
+    summary["mlflow_runs"]["stage1_3x_steps"] = long.run_id
+    summary["seconds"]["stage1_3x_steps"] = time.perf_counter() - t
+    summary["stage3_beats_equal_compute_stage1_on_web"] = res["stage3"]["web_test"]["abs_rel"] < ev["web_test"]["abs_rel"]
+    atomic_write_text(args.out, json.dumps(summary, indent=2, default=float))
+    md = args.out.with_suffix(".md").read_text().split("\n")
+    row = table_row("stage1_3x_steps", ev)
+    at = md.index("") if "" in md else len(md)  # the end of the first table
+    md.insert(at, row)
+    if real is not None:
+        r = ev[REAL]
+        md.append(f"Equal compute: stage 1 for {3 * cfg.train.steps} steps, on the real pairs AbsRel {r['abs_rel']:.3f}, "
+                  f"scale-aligned {r['abs_rel_aligned']:.3f}, δ1 {r['delta1']:.3f}.")
+    atomic_write_text(args.out.with_suffix(".md"), "\n".join(md).rstrip("\n") + "\n")
+    print(row)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="tiny")
@@ -110,6 +161,8 @@ def main() -> int:
                     help="skip the random top-K arm (seed replicates of the discriminator arm)")
     ap.add_argument("--equal-compute", action="store_true",
                     help="also train stage 1 for 3x steps (stage 3 has had stage 1 + 2 + 3 steps)")
+    ap.add_argument("--equal-compute-only", action="store_true",
+                    help="on a finished run's store: train and score only the equal-compute stage 1, added to --out")
     ap.add_argument("--labeled-train-shards", type=int, default=0,
                     help="with --data-from: keep only the first N labelled train shards (a low-label regime)")
     ap.add_argument("--oracle", action="store_true",
@@ -138,6 +191,8 @@ def main() -> int:
     real = open_real(args.real)
     if args.oracle:
         return oracle_arm(cfg, project, data, args.out, real)
+    if args.equal_compute_only:
+        return equal_compute_arm(args, cfg, project, real)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if args.data_from:
@@ -278,17 +333,8 @@ def main() -> int:
     # 3x the optimiser steps; stage 1 trained that long on labelled data alone separates "more
     # steps" from "pseudo-labels". It trains after the first write, so the stages' result is on
     # disk while it trains; the files are written again with it.
-    from dap_model.training.stages import default_run_dir, stage_inputs
-    from dap_model.training.trainer import train as train_raw
-
-    long_cfg = load_config(args.profile, [*args.overrides, f"train.steps={3 * cfg.train.steps}"])
-    inputs = stage_inputs(long_cfg, store, "stage1")
-    long = None if not args.equal_compute else step("stage1_3x_steps", lambda: train_raw(
-        long_cfg, "stage1", inputs.sources, inputs.val_paths,
-        default_run_dir(long_cfg, "stage1", inputs.data_versions), pipeline_run="experiment_stages/stage1_3x_steps",
-        data_versions=inputs.data_versions, progress=False, log_model=False))
+    long, long_cfg = step("stage1_3x_steps", lambda: train_equal_compute(args, cfg, store)) if args.equal_compute else (None, None)
     if long is not None:
-        client.set_tag(long.run_id, "dap.experiment_arm", "stage1_3x_steps")
         runs["stage1_3x_steps"] = {"run_id": long.run_id, "file": long.checkpoint, "cfg": long_cfg, "store": store}
         write()
     return 0

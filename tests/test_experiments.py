@@ -155,10 +155,12 @@ def test_fit_trains_on_one_frame_per_sequence_and_records_the_curve(tmp_path, mo
     argv = ["fit", "--profile", "test", "--data", str(root), "--n", "3", "--steps", "5", "--out", str(out)]
     monkeypatch.setattr(sys, "argv", argv)
     assert fit.main() == 0
-    monkeypatch.setattr(sys, "argv", [*argv, "--lr", "1e-4"])
+    monkeypatch.setattr(sys, "argv", [*argv, "--lr", "1e-4", "--network", "unet-gn"])
     assert fit.main() == 0  # a second run appends
     rows = json.loads(out.read_text())
     assert [r["lr"] for r in rows] == [1e-3, 1e-4] and len(rows[0]["keys"]) == 3 == len(set(rows[0]["keys"]))
+    assert [r["network"] for r in rows] == ["profile", "unet-gn"] and rows[1]["keys"] == rows[0]["keys"]
+    assert rows[1]["curve"][-1]["fit_abs_rel"] != rows[0]["curve"][-1]["fit_abs_rel"]
     curve = rows[0]["curve"]
     assert [c["step"] for c in curve] == [1, 2, 3, 4, 5]
     assert all(np.isfinite(c["fit_abs_rel"]) and c["fit_abs_rel"] > 0 and c["skipped_steps"] == 0 for c in curve)

@@ -19,11 +19,15 @@ def pipeline(tmp_path_factory):
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("DAP_PROFILE", None)
-    # started as CI runners and nohup'd shells often start it, ignoring SIGTERM: Dagster's compute-log
+    # started as a background job of a shell starts it (SIGINT ignored, and Dagster maps SIGTERM to
+    # SIGINT's handler, so SIGTERM too once a run has executed in-process): Dagster's compute-log
     # `tail -F` children must still stop, or they hold the pipes open and this call never returns
-    ignore_term = lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN)  # noqa: E731
+    def background_job() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
     out = subprocess.run([sys.executable, "-m", "dap_assets.pipeline", "--profile", "test"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=600, preexec_fn=ignore_term)
+                         capture_output=True, text=True, timeout=600, preexec_fn=background_job)
     return project, out
 
 
