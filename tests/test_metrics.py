@@ -56,6 +56,19 @@ def test_median_alignment_removes_global_scale_only_when_asked():
     assert aligned["delta1"] == 1.0
 
 
+def test_median_alignment_scales_by_the_predicted_pixels_and_keeps_masked_zeros_wrong():
+    # 6 of 10 valid pixels masked to 0 (the inference rule's "no depth"), the rest 3x too deep:
+    # the scale comes from the 4 predicted pixels, the zeros stay zeros (AbsRel 1 each)
+    gt = np.array([[1.0, 2.0, 4.0, 8.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]])
+    pred = np.where(np.arange(10) < 4, 3 * gt, 0.0)
+    for m in (depth_metrics(pred, gt, align_median=True),
+              MetricAccumulator(align_median=True).update(pred, gt)[0]):
+        assert m["abs_rel"] == pytest.approx(0.6, abs=1e-5)
+        assert m["delta1"] == pytest.approx(0.4)
+    nothing = depth_metrics(np.zeros_like(gt), gt, align_median=True)  # no pixel to align on
+    assert nothing["abs_rel"] == pytest.approx(1.0, abs=1e-5)
+
+
 def test_accumulator_per_image_vs_pooled():
     acc = MetricAccumulator()
     acc.update(PRED, GT)

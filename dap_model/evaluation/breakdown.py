@@ -1,7 +1,7 @@
 """Breakdowns of a model's error beyond the per-image means: scale-aligned and per scene kind.
 
 - Scale-aligned metrics: each prediction is multiplied by median(gt) / median(pred) over its
-  valid pixels first (`MetricAccumulator(align_median=True)`): the shape error without the
+  valid pixels with a prediction (pred > 0) first (`MetricAccumulator(align_median=True)`): the shape error without the
   global metric scale.
 - Per scene kind (`kind`, else `domain`, of a sample's metadata: `city`, `rural`, `indoor`, ...):
   the mean over that kind's images of AbsRel, scale-aligned AbsRel and the median log(pred / gt)

@@ -92,7 +92,13 @@ def _finish(s: dict[str, float]) -> dict[str, float]:
 
 
 def _median_align(p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    return p * (torch.median(g) / torch.median(p.clamp_min(_PRED_FLOOR)))
+    """p [N] × median(g) / median(p), both medians over the pixels where p > 0: a 0 (masked: no
+    depth given) stays 0 and counts as wrong, and cannot drag the scale to infinity when it covers
+    half the image; p unchanged if no pixel is positive."""
+    pos = p > 0
+    if not bool(pos.any()):
+        return p
+    return p * (torch.median(g[pos]) / torch.median(p[pos]))
 
 
 def depth_metrics(pred: Any, gt: Any, cap: float = 100.0, align_median: bool = False) -> dict[str, float]:
