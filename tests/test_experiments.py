@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-MODULES = ["stages", "seeds", "distill", "summary", "web_look_factors", "backbones", "fit"]
+MODULES = ["stages", "seeds", "distill", "summary", "web_look_factors", "backbones", "fit", "row_prior"]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -164,3 +164,31 @@ def test_fit_trains_on_one_frame_per_sequence_and_records_the_curve(tmp_path, mo
     curve = rows[0]["curve"]
     assert [c["step"] for c in curve] == [1, 2, 3, 4, 5]
     assert all(np.isfinite(c["fit_abs_rel"]) and c["fit_abs_rel"] > 0 and c["skipped_steps"] == 0 for c in curve)
+
+
+def test_row_prior_fits_the_labelled_train_split_per_domain_and_scores_the_real_pairs(tmp_path, monkeypatch):
+    import json
+
+    from dap_model.data.shards import Sample, ShardWriter
+    from experiments import row_prior
+
+    rows = np.linspace(1.0, 3.0, 8, dtype=np.float32)  # each indoor row at one depth
+    rgb = np.full((8, 16, 3), 100, np.uint8)
+    with ShardWriter(tmp_path / "data" / "labeled", "train", 8) as w:
+        for i in range(2):
+            w.write(Sample(f"in{i}", rgb, np.repeat(rows[:, None], 16, axis=1) * (i + 1), meta={"domain": "indoor"}))
+        w.write(Sample("out0", rgb, np.full((8, 16), 50.0, np.float32), meta={"domain": "outdoor"}))
+    with ShardWriter(tmp_path / "data" / "labeled", "test", 8) as w:  # not fitted on
+        w.write(Sample("t0", rgb, np.full((8, 16), 0.1, np.float32), meta={"domain": "indoor"}))
+    out = tmp_path / "row_prior.md"
+    monkeypatch.setattr(sys, "argv", ["row_prior", "--profile", "test", "--data", str(tmp_path / "data"), "--bands", "8",
+                                      "--real", str(_real_pairs(tmp_path / "pairs")), "--out", str(out)])
+    assert row_prior.main() == 0
+    res = json.loads(out.with_suffix(".json").read_text())
+    indoor = res["profiles_log_depth"]["row prior, simulator indoor (2)"]
+    assert np.allclose(indoor, np.log(rows) + 0.5 * np.log(2.0), atol=1e-5)  # geometric mean of x1 and x2
+    assert np.allclose(res["profiles_log_depth"]["row prior, simulator outdoor (1)"], np.log(50.0), atol=1e-5)
+    assert set(res["real"]) >= {"row prior, simulator all (3)", "constant 2 m"}
+    # the outdoor prior (50 m) against pairs at 4 m and 2 m: AbsRel (11.5 + 24) / 2
+    assert res["real"]["row prior, simulator outdoor (1)"]["abs_rel"] == pytest.approx(17.75, rel=1e-4)
+    assert "| row prior, simulator indoor (2) |" in out.read_text()

@@ -116,3 +116,45 @@ def test_constant_depth_model_is_a_predictor():
     assert pred.shape == (8, 16) and np.allclose(pred, 2.5)
     with pytest.raises(ConfigError, match="must be > 0"):
         ConstantDepthModel(0.0)
+
+
+def test_row_prior_fits_the_median_log_depth_per_latitude_band_and_predicts_it():
+    import torch
+
+    from dap_model.errors import ConfigError
+    from dap_model.evaluation.baseline import RowPriorModel
+    from dap_model.inference import predict_batch
+
+    # two 8x16 maps, each row constant; the second twice the first: band means are geometric means
+    rows = np.array([1.0, 2.0, 3.0, 4.0, 4.0, 3.0, 2.0, 1.0])
+    a = np.repeat(rows[:, None], 16, axis=1)
+    b = 2 * a
+    b[:, :3] = 0.0  # invalid pixels take no part
+    b[0, 5:9] = np.nan
+    prior = RowPriorModel.fit([a, b], bands=4)
+    # band k holds rows 2k, 2k+1: per map median log over the band, then the mean over maps
+    expect = [np.mean([np.median(np.log(m[2 * k : 2 * k + 2][np.isfinite(m[2 * k : 2 * k + 2]) & (m[2 * k : 2 * k + 2] > 0)]))
+                       for m in (a, b)]) for k in range(4)]
+    assert np.allclose(prior.log_depth.numpy(), expect, atol=1e-6)
+    # at the bands' own resolution the prediction is exp(profile) on every row, the same across columns
+    out = prior(torch.zeros(2, 3, 4, 8))
+    assert torch.allclose(out["depth"][0, 0], torch.exp(prior.log_depth)[:, None].expand(4, 8))
+    assert bool(prior.in_range(out).all())
+    # at twice the resolution: rows interpolated linearly in latitude between band centres, ends held
+    (pred,) = predict_batch(prior, [np.zeros((8, 16, 3), np.uint8)], 8, [(8, 16)], "bilinear_valid", torch.device("cpu"))
+    lp = prior.log_depth.numpy()
+    assert np.allclose(np.log(pred[:, 0]), [lp[0], 0.75 * lp[0] + 0.25 * lp[1], 0.25 * lp[0] + 0.75 * lp[1],
+                                            0.75 * lp[1] + 0.25 * lp[2], 0.25 * lp[1] + 0.75 * lp[2],
+                                            0.75 * lp[2] + 0.25 * lp[3], 0.25 * lp[2] + 0.75 * lp[3], lp[3]], atol=1e-5)
+    # a band with no valid depth anywhere (an outdoor sky) is out of range: depth 0 under the mask rule
+    sky = a.copy()
+    sky[:2] = 0.0
+    open_top = RowPriorModel.fit([sky], bands=4)
+    assert np.isnan(open_top.log_depth[0].item()) and np.isfinite(open_top.log_depth[1:].numpy()).all()
+    out = open_top(torch.zeros(1, 3, 8, 16))
+    kept = open_top.apply_mask_rule(out)[0, 0]
+    assert (kept[:2] == 0).all() and (kept[2:] > 0).all()
+    with pytest.raises(ConfigError, match="fewer than 2"):
+        RowPriorModel.fit([np.zeros((8, 16))], bands=4)
+    with pytest.raises(ConfigError, match="finite bands"):
+        RowPriorModel([1.0, float("nan")])
