@@ -534,6 +534,13 @@ class EvalConfig(Section):
         description="constant-depth predictors scored beside the models on every benchmark "
         "(report rows `constant <d> m`; never logged to MLflow or gated)",
     )
+    baseline_row_priors: list[Literal["indoor", "outdoor", "all"]] = Field(
+        default_factory=lambda: ["indoor"],
+        description="per-latitude priors fitted on the labelled train split's scenes of that domain (one depth "
+        "per latitude band, the image ignored: `baseline.RowPriorModel`, train.height bands), scored beside the "
+        "models (report rows `row prior <domain>`; never logged or gated; skipped with a logged reason where "
+        "the store has no such labelled depth)",
+    )
     height: int = Field(
         0, ge=0, description="inference height (rounded to the patch size; width = 2 x height); 0 = train.height"
     )

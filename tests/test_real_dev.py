@@ -158,3 +158,33 @@ def test_row_prior_fits_the_median_log_depth_per_latitude_band_and_predicts_it()
         RowPriorModel.fit([np.zeros((8, 16))], bands=4)
     with pytest.raises(ConfigError, match="finite bands"):
         RowPriorModel([1.0, float("nan")])
+
+
+def test_report_baselines_add_a_row_prior_fitted_on_the_labelled_train_split(tmp_path):
+    from dap_model.data.shards import Sample, ShardWriter
+    from dap_model.evaluation.report import configured_benchmarks, evaluate_baselines
+    from dap_model.storage import LocalStore
+
+    project = Path(os.environ["DAP_PROJECT_DIR"])
+    _write_pairs(project / "pairs")  # gt 4 m (indoor_a, 2 images) and 1 m (indoor_b)
+    rgb = np.full((8, 16, 3), 90, np.uint8)
+    with ShardWriter(tmp_path / "store" / "labeled", "train", 8) as w:
+        w.write(Sample("in0", rgb, np.full((8, 16), 2.0, np.float32), meta={"domain": "indoor"}))
+        w.write(Sample("in1", rgb, np.full((8, 16), 8.0, np.float32), meta={"domain": "indoor"}))
+        w.write(Sample("out0", rgb, np.full((8, 16), 40.0, np.float32), meta={"domain": "outdoor"}))
+    with ShardWriter(tmp_path / "store" / "labeled", "test", 8) as w:  # not fitted on
+        w.write(Sample("t0", rgb, np.full((8, 16), 0.5, np.float32), meta={"domain": "indoor"}))
+    store = LocalStore(tmp_path / "store")
+    cfg = _cfg("eval.baseline_depths_m=[2.0]", "eval.baseline_row_priors=[indoor, outdoor]", "train.height=8")
+    readers, _ = configured_benchmarks(cfg, None)
+    lines: list[str] = []
+    results = evaluate_baselines(cfg, readers, log=lines.append, store=store)
+    assert sorted(results) == ["constant 2 m", "row prior indoor", "row prior outdoor"]
+    for name, pred_m in (("row prior indoor", 4.0), ("row prior outdoor", 40.0)):  # indoor: exp(mean(log 2, log 8))
+        r = results[name]["real_dev"]
+        assert r.metrics["abs_rel"] == pytest.approx(np.mean([abs(pred_m - 4) / 4] * 2 + [abs(pred_m - 1) / 1]), rel=1e-3)
+    # without the store, or with no labelled depth of a domain, the row priors are left out
+    assert sorted(evaluate_baselines(cfg, readers, log=lambda _: None)) == ["constant 2 m"]
+    empty = LocalStore(tmp_path / "empty")
+    assert sorted(evaluate_baselines(_cfg("eval.baseline_row_priors=[indoor]"), readers, log=lines.append, store=empty)) == ["constant 2 m"]
+    assert "row prior indoor: skipped (no labelled train depth of that domain)" in lines

@@ -1,9 +1,10 @@
 """The benchmark report: every model × every configured benchmark, metrics onto each model's
 MLflow run (`EvalResult.flat`: `<benchmark>/<metric>`, `<benchmark>/abs_rel_aligned`,
 `<benchmark>/<kind>/abs_rel`, range bins, `<benchmark>/<folder>/<metric>` for `by_folder`
-benchmarks), the champion gate, Markdown + HTML with figures. The constant-depth baselines
-(`eval.baseline_depths_m`, `baseline.ConstantDepthModel`) go through the same evaluation and
-appear as rows beside the models; they are neither logged nor gated.
+benchmarks), the champion gate, Markdown + HTML with figures. The baselines — constant depths
+(`eval.baseline_depths_m`, `baseline.ConstantDepthModel`) and per-latitude priors fitted on the
+labelled train split (`eval.baseline_row_priors`, `baseline.RowPriorModel`) — go through the same
+evaluation and appear as rows beside the models; they are neither logged nor gated.
 
     reports/<label>/report.md, report.html, metrics.json, figures/*.png      (label = run id or time)
     reports/latest -> <label>
@@ -104,8 +105,10 @@ def evaluate_models(cfg: DapConfig, models: list[ModelEntry], readers: dict[str,
 
 
 def evaluate_baselines(cfg: DapConfig, readers: dict[str, Any], log=print,
-                       skipped: dict[str, str] | None = None) -> dict[str, dict[str, EvalResult]]:
-    """`constant <d> m` -> benchmark -> result for each of `eval.baseline_depths_m`."""
+                       skipped: dict[str, str] | None = None, store=None) -> dict[str, dict[str, EvalResult]]:
+    """`constant <d> m` -> benchmark -> result for each of `eval.baseline_depths_m`; with `store`,
+    also `row prior <domain>` for each of `eval.baseline_row_priors` (fitted on its labelled train
+    split; a domain without labelled depth there is left out with a logged reason)."""
     from dap_model.accel import resolve_device
     from dap_model.evaluation.baseline import ConstantDepthModel
 
@@ -113,9 +116,34 @@ def evaluate_baselines(cfg: DapConfig, readers: dict[str, Any], log=print,
     readers = dict(readers)
     skipped = skipped if skipped is not None else {}
     out: dict[str, dict[str, EvalResult]] = {}
-    for d in cfg.eval.baseline_depths_m:
-        model = ConstantDepthModel(d)
+    models = [ConstantDepthModel(d) for d in cfg.eval.baseline_depths_m]
+    if store is not None and cfg.eval.baseline_row_priors:
+        models += row_priors(cfg, store, log)
+    for model in models:
         _evaluate_one(cfg, model.name, model, readers, out, skipped, device, 0, log)
+    return out
+
+
+def row_priors(cfg: DapConfig, store, log=print) -> list:
+    """`RowPriorModel` per domain of `eval.baseline_row_priors`, fitted with `train.height` bands on
+    the depth of the store's labelled train shards whose `domain` is that one (`all`: every one)."""
+    from dap_model.data.samples import split_shard_keys
+    from dap_model.data.shards import iter_shards
+    from dap_model.evaluation.baseline import RowPriorModel
+
+    wanted = set(cfg.eval.baseline_row_priors)
+    depths: dict[str, list] = {d: [] for d in wanted}
+    for s in iter_shards(store.fetch(k) for k in split_shard_keys(store, "labeled", "train")):
+        if s.depth is None:
+            continue
+        for d in wanted & {"all", s.meta.get("domain")}:
+            depths[d].append(s.depth)
+    out = []
+    for d in cfg.eval.baseline_row_priors:
+        if not depths[d]:
+            log(f"row prior {d}: skipped (no labelled train depth of that domain)")
+            continue
+        out.append(RowPriorModel.fit(depths[d], cfg.train.height, f"row prior {d}", cfg.eval.cap_m))
     return out
 
 
@@ -296,7 +324,7 @@ def write_report(
               f"Profile `{cfg.profile}`, config digest `{cfg.digest()}`, cap {cfg.eval.cap_m:g} m, metrics "
               "per image averaged over images (DAP's protocol; RMSE is the true root-mean-square error, MAE separate).",
               "", "## Models", "", _md_table(model_df), "",
-              "## Metrics (abs_rel_aligned: after median scale alignment; constant-depth baselines and DAP's published numbers for reference)", "", _md_table(mt), "",
+              "## Metrics (abs_rel_aligned: after median scale alignment; constant-depth and row-prior baselines and DAP's published numbers for reference)", "", _md_table(mt), "",
               "## Champion gate", "", gate_text, ""]
         if not gate_rows.empty:
             md += [_md_table(gate_rows), ""]
@@ -315,7 +343,7 @@ def write_report(
         (tmp / "report.md").write_text("\n".join(md))
         sections = [
             ("Models", _html_table(model_df)),
-            ("Metrics (abs_rel_aligned: after median scale alignment; constant-depth baselines and DAP's published numbers for reference)", _html_table(mt)),
+            ("Metrics (abs_rel_aligned: after median scale alignment; constant-depth and row-prior baselines and DAP's published numbers for reference)", _html_table(mt)),
             ("Champion gate", f"<p class='{'ok' if gate.passed else 'fail'}'>{html.escape(gate_text.replace('**', ''))}</p>"
              + (_html_table(gate_rows) if not gate_rows.empty else "")),
             ("Scale-aligned error and scene kinds", _html_table(bt)),
@@ -404,7 +432,7 @@ def run_benchmark_report(
             champ_error = f"the champion (version {champ.version}) could not be evaluated: {err}"
             all_models.remove(champ)
             log(champ_error)
-    results.update(evaluate_baselines(cfg, readers, log=log, skipped=skipped))
+    results.update(evaluate_baselines(cfg, readers, log=log, skipped=skipped, store=store))
     logged = []
     for m in models:
         if m.run_id:
