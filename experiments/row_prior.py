@@ -35,6 +35,7 @@ def main() -> int:
 
     import numpy as np
 
+    from dap_model import layout
     from dap_model.config import load_config
     from dap_model.data.shards import iter_shards
     from dap_model.evaluation.baseline import RowPriorModel
@@ -48,7 +49,7 @@ def main() -> int:
         raise SystemExit(f"{args.real}: no real pairs to score on")
     store = LocalStore(args.data)
     by_domain: dict[str, list[np.ndarray]] = {"indoor": [], "outdoor": []}
-    for s in iter_shards(fetch_all(store, split_shard_keys(store, "labeled", "train"))):
+    for s in iter_shards(fetch_all(store, split_shard_keys(store, layout.LABELED, "train"))):
         if s.depth is not None and s.meta.get("domain") in by_domain:
             by_domain[s.meta["domain"]].append(s.depth)
     if not by_domain["indoor"]:

@@ -127,13 +127,14 @@ def evaluate_baselines(cfg: DapConfig, readers: dict[str, Any], log=print,
 def row_priors(cfg: DapConfig, store, log=print) -> list:
     """`RowPriorModel` per domain of `eval.baseline_row_priors`, fitted with `train.height` bands on
     the depth of the store's labelled train shards whose `domain` is that one (`all`: every one)."""
+    from dap_model import layout
     from dap_model.data.samples import split_shard_keys
     from dap_model.data.shards import iter_shards
     from dap_model.evaluation.baseline import RowPriorModel
 
     wanted = set(cfg.eval.baseline_row_priors)
     depths: dict[str, list] = {d: [] for d in wanted}
-    for s in iter_shards(store.fetch(k) for k in split_shard_keys(store, "labeled", "train")):
+    for s in iter_shards(store.fetch(k) for k in split_shard_keys(store, layout.LABELED, "train")):
         if s.depth is None:
             continue
         for d in wanted & {"all", s.meta.get("domain")}:
