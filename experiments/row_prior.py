@@ -5,8 +5,11 @@ outdoor scenes, all — scored on the real RGB + depth pairs beside the constant
 and, with `--model`, beside trained models, all through `dap_model.evaluation`. A network that does
 not beat the indoor prior on real rooms has learned nothing from their images that transfers.
 
-    python -m experiments.row_prior --profile tiny --data DIR [--bands 64] [--model NAME=PATH ...]
+    python -m experiments.row_prior --profile tiny --data DIR [--model NAME=PATH ...]
         [--real DIR] [--out experiments/results/row_prior.md]
+
+The priors are the report's (`evaluation.report.row_priors`, `train.height` latitude bands) for the
+domains indoor, outdoor and all.
 
 DIR is a store with a labelled set (`labeled/`), e.g. an `experiments.backbones` project's
 `data/`; PATH a model checkpoint (`.safetensors` or its folder)."""
@@ -26,36 +29,24 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="tiny")
     ap.add_argument("--data", type=Path, required=True)
-    ap.add_argument("--bands", type=int, default=64, help="latitude bands of the prior")
     ap.add_argument("--model", action="append", default=[], help="NAME=PATH of a trained model to score beside the priors")
     ap.add_argument("--real", type=Path, default=DEFAULT_REAL)
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--out", type=Path, default=None, help="markdown table (the figures go to .json beside it)")
     args = ap.parse_args()
 
-    import numpy as np
-
-    from dap_model import layout
     from dap_model.config import load_config
-    from dap_model.data.shards import iter_shards
-    from dap_model.evaluation.baseline import RowPriorModel
+    from dap_model.evaluation.report import row_priors
     from dap_model.models import load_model
     from dap_model.storage import LocalStore
-    from dap_model.training.stages import fetch_all, split_shard_keys
 
-    cfg = load_config(args.profile, args.overrides)
+    cfg = load_config(args.profile, [*args.overrides, "eval.baseline_row_priors=[indoor, outdoor, all]"])
     real = open_real(args.real)
     if real is None:
         raise SystemExit(f"{args.real}: no real pairs to score on")
-    store = LocalStore(args.data)
-    by_domain: dict[str, list[np.ndarray]] = {"indoor": [], "outdoor": []}
-    for s in iter_shards(fetch_all(store, split_shard_keys(store, layout.LABELED, "train"))):
-        if s.depth is not None and s.meta.get("domain") in by_domain:
-            by_domain[s.meta["domain"]].append(s.depth)
-    if not by_domain["indoor"]:
+    priors = {m.name: m for m in row_priors(cfg, LocalStore(args.data))}
+    if "row prior indoor" not in priors:
         raise SystemExit(f"{args.data}: no indoor labelled train panoramas")
-    priors = {f"row prior, simulator {d} ({len(v)})": RowPriorModel.fit(v, args.bands, f"row prior {d}", cfg.eval.cap_m)
-              for d, v in (*by_domain.items(), ("all", by_domain["indoor"] + by_domain["outdoor"])) if v}
     rows = {name: score_real(cfg, m, real) for name, m in priors.items()}
     for spec in args.model:
         name, _, path = spec.partition("=")
@@ -66,7 +57,7 @@ def main() -> int:
     if args.out:
         atomic_write_text(args.out, text)
         atomic_write_text(args.out.with_suffix(".json"), json.dumps(
-            {"data": str(args.data), "bands": args.bands, "profile": args.profile, "overrides": args.overrides,
+            {"data": str(args.data), "bands": cfg.train.height, "profile": args.profile, "overrides": args.overrides,
              "profiles_log_depth": {n: m.log_depth.tolist() for n, m in priors.items()}, "real": rows},
             indent=1, default=float))
     return 0

@@ -181,14 +181,14 @@ def test_row_prior_fits_the_labelled_train_split_per_domain_and_scores_the_real_
     with ShardWriter(tmp_path / "data" / "labeled", "test", 8) as w:  # not fitted on
         w.write(Sample("t0", rgb, np.full((8, 16), 0.1, np.float32), meta={"domain": "indoor"}))
     out = tmp_path / "row_prior.md"
-    monkeypatch.setattr(sys, "argv", ["row_prior", "--profile", "test", "--data", str(tmp_path / "data"), "--bands", "8",
+    monkeypatch.setattr(sys, "argv", ["row_prior", "--profile", "test", "--data", str(tmp_path / "data"), "--set", "train.height=8",
                                       "--real", str(_real_pairs(tmp_path / "pairs")), "--out", str(out)])
     assert row_prior.main() == 0
     res = json.loads(out.with_suffix(".json").read_text())
-    indoor = res["profiles_log_depth"]["row prior, simulator indoor (2)"]
+    indoor = res["profiles_log_depth"]["row prior indoor"]
     assert np.allclose(indoor, np.log(rows) + 0.5 * np.log(2.0), atol=1e-5)  # geometric mean of x1 and x2
-    assert np.allclose(res["profiles_log_depth"]["row prior, simulator outdoor (1)"], np.log(50.0), atol=1e-5)
-    assert set(res["real"]) >= {"row prior, simulator all (3)", "constant 2 m"}
+    assert np.allclose(res["profiles_log_depth"]["row prior outdoor"], np.log(50.0), atol=1e-5)
+    assert set(res["real"]) >= {"row prior all", "constant 2 m"}
     # the outdoor prior (50 m) against pairs at 4 m and 2 m: AbsRel (11.5 + 24) / 2
-    assert res["real"]["row prior, simulator outdoor (1)"]["abs_rel"] == pytest.approx(17.75, rel=1e-4)
-    assert "| row prior, simulator indoor (2) |" in out.read_text()
+    assert res["real"]["row prior outdoor"]["abs_rel"] == pytest.approx(17.75, rel=1e-4)
+    assert "| row prior indoor |" in out.read_text()
