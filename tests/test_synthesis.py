@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dap_model.config import load_config
+from dap_model.config import VideoConfig, load_config
 from dap_model.errors import ConfigError
 from dap_model.synthesis import get_synthesizer
-from dap_model.synthesis.seam import blend_seam, pack_latents, roll_packed_latents, seam_ratio, unpack_latents
+from dap_model.synthesis.seam import blend_seam, pack_latents, roll_packed_latents, unpack_latents
+from dap_model.video.horizon import seam_ratio
 
 
 def _seamed_image(h: int = 32, w: int = 64) -> np.ndarray:
@@ -22,10 +23,10 @@ def _seamed_image(h: int = 32, w: int = 64) -> np.ndarray:
 
 def test_seam_ratio_and_blend():
     img = _seamed_image()
-    assert seam_ratio(img) > 20
+    assert seam_ratio(img) > 1.0  # past unrelated columns (1)
     out = blend_seam(img, band_frac=0.1)
     assert out.shape == img.shape and out.dtype == np.uint8
-    assert seam_ratio(out) < 1.5
+    assert seam_ratio(out) < 0.1  # like any pair of neighbouring columns (0)
     band = round(0.1 * img.shape[1])
     assert np.array_equal(out[:, band:-band], img[:, band:-band])  # only the bands change
     rolled = np.roll(out, out.shape[1] // 2, axis=1)  # the old seam, now in the middle, is smooth
@@ -79,7 +80,7 @@ def test_dit360_tiny_pipeline_end_to_end(tiny_flux_dirs):
         assert im.meta["prompt"] == cfg.synthesis.prompts[i]
         assert im.meta["latent_roll_tokens"] > 0
         assert im.meta["seam_ratio"] == pytest.approx(seam_ratio(im.rgb))
-        assert im.meta["seam_ratio"] <= 1.0 + 1e-9
+        assert im.meta["seam_ratio"] <= VideoConfig().seam_tolerance  # the web-frame check takes it for a 360° seam
         assert im.meta["seam_ratio"] <= im.meta["seam_ratio_raw"]
         assert im.rgb.std() > 0
     assert not np.array_equal(imgs[0].rgb, imgs[1].rgb)  # different seed and prompt

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from dap_model.synthesis.base import SynthImage, Synthesizer, register_synthesizer
-from dap_model.synthesis.seam import seam_ratio
+from dap_model.video.horizon import seam_ratio
 
 
 @register_synthesizer("builtin")

@@ -15,7 +15,8 @@ import numpy as np
 
 from dap_model.errors import ConfigError, InputError
 from dap_model.synthesis.base import SynthImage, Synthesizer, register_synthesizer
-from dap_model.synthesis.seam import blend_seam, roll_packed_latents, seam_ratio
+from dap_model.synthesis.seam import blend_seam, roll_packed_latents
+from dap_model.video.horizon import seam_ratio
 
 GOLDEN_SHIFT = (3 - math.sqrt(5)) / 2  # ≈0.382 of the width per step: seam positions never repeat soon
 

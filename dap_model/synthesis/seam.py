@@ -1,30 +1,17 @@
 """Seam continuity of equirectangular images: the left and right edges are neighbours.
 
-`seam_ratio` measures it; `blend_seam` enforces it by spreading the per-row mismatch across a
+`blend_seam` enforces it by spreading the per-row mismatch across a
 band on each side of the seam (a linear offset ramp, zero at the band's inner edge), so that
 the wrap-around step equals the local horizontal gradient and nothing else changes.
 `roll_packed_latents` rolls FLUX's packed 2x2-patch latents horizontally (the seam moves to a
-different column at each denoising step, so no column is always an edge)."""
+different column at each denoising step, so no column is always an edge). The measure of a seam
+is `dap_model.video.horizon.seam_ratio`, the one the web-frame check uses."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from dap_model.errors import InputError
-
-
-def seam_ratio(img: np.ndarray) -> float:
-    """Mean |first column − last column| over the mean |column step| inside the image.
-
-    ≈1 for a seamless panorama (the wrap is one more ordinary step); ≫1 with a visible seam."""
-    x = np.asarray(img, dtype=np.float64)
-    if x.ndim == 2:
-        x = x[..., None]
-    if x.ndim != 3 or x.shape[1] < 3:
-        raise InputError(f"seam_ratio: expected [H,W] or [H,W,C] with W >= 3, got {list(np.shape(img))}")
-    inner = np.abs(np.diff(x, axis=1)).mean()  # [H,W-1,C] → scalar
-    wrap = np.abs(x[:, 0] - x[:, -1]).mean()
-    return float(wrap / max(inner, 1e-12))
 
 
 def blend_seam(img: np.ndarray, band_frac: float) -> np.ndarray:

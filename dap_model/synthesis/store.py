@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
@@ -30,7 +31,7 @@ SYNTH_SCHEMA = pa.DataFrameSchema(
         "prompt": pa.Column(str, nullable=True),
         "height": pa.Column(int, pa.Check.gt(0)),
         "width": pa.Column(int, pa.Check.gt(0)),
-        "seam_ratio": pa.Column(float, pa.Check.ge(0)),
+        "seam_ratio": pa.Column(float, pa.Check(np.isfinite, element_wise=True)),
     },
     checks=[pa.Check(lambda df: (df["width"] == 2 * df["height"]).all(), error="ERP: width = 2 x height")],
     strict=True,
