@@ -127,6 +127,25 @@ def test_worker_processes_give_the_in_process_batches_and_resume_exactly(store_r
             loader.close()
 
 
+@pytest.mark.slow
+def test_workers_exit_cleanly_when_closed_with_large_batches_queued(store_root):
+    """Closing a loader whose worker still holds 512x1024 batches: the worker exits with code 0
+    (a spawned DataLoader worker otherwise often dies of SIGABRT in the interpreter's teardown)."""
+    aug = Augment(flip_prob=0.5, roll_prob=1.0, jitter_prob=0.8, brightness=0.3, contrast=0.3, saturation=0.4,
+                  hue=0.1, appearance_prob=0.8, channel_gain=0.4, gamma=1.6, grey_prob=0.1, noise_std=0.04, blur_sigma=1.0)
+    stream = ShardStream([ShardSource("labeled", _train_paths(store_root))], height=512, seed=0, shuffle_buffer=4, aug=aug)
+    codes = []
+    for _ in range(3):
+        loader = BatchLoader(stream, 2, workers=1, prefetch=4)
+        assert loader.next_batch()["rgb"].shape == (2, 3, 512, 1024)
+        procs = list(loader._it._workers)  # torch's worker processes
+        loader.close()
+        for p in procs:
+            p.join(30)
+        codes += [p.exitcode for p in procs]
+    assert codes == [0, 0, 0]
+
+
 def test_store_keys_are_fetched_lazily_into_the_local_cache(store_root, tmp_path):
     from dap_model.storage import LocalStore
 

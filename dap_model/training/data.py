@@ -17,8 +17,11 @@ cache, which the workers of a node share.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import hashlib
+import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
@@ -251,9 +254,19 @@ class _WorkerStream(torch.utils.data.IterableDataset):
         return self.stream.iter_from(self.position, worker, workers)
 
 
+def _exit_worker() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # one core per worker; decoding parallelises across workers
     cv2.setNumThreads(1)
+    # A spawned worker stopped with large batches still queued aborts in a C++ static destructor
+    # ("terminate called without an active exception"); its loop has returned by then, so it
+    # leaves before the interpreter's teardown instead.
+    atexit.register(_exit_worker)
 
 
 class BatchLoader:
