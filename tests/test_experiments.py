@@ -192,3 +192,27 @@ def test_row_prior_fits_the_labelled_train_split_per_domain_and_scores_the_real_
     # the outdoor prior (50 m) against pairs at 4 m and 2 m: AbsRel (11.5 + 24) / 2
     assert res["real"]["row prior outdoor"]["abs_rel"] == pytest.approx(17.75, rel=1e-4)
     assert "| row prior indoor |" in out.read_text()
+
+
+def test_row_split_keeps_a_models_row_means_or_swaps_in_the_prior_rows():
+    import torch
+
+    from dap_model.evaluation.baseline import RowPriorModel
+    from experiments.row_prior import RowSplit
+
+    r, c = torch.tensor([0.0, 1.0, 2.0, 3.0]), torch.tensor([0.0, 0.4, -0.4, 0.8, 0.2, -0.2, 0.6, -0.6])  # mean(c) = 0.1
+
+    class Fixed(torch.nn.Module):  # log depth = r[row] + c[col]
+        patch_size = 1
+
+        def forward(self, x):
+            return {"depth": (r[:, None] + c[None, :]).exp()[None, None].expand(x.shape[0], 1, 4, 8)}
+
+    prior = RowPriorModel([0.5, 0.5, -1.0, -1.0])  # two bands; rows 0-1 in the first, 2-3 in the second
+    x = torch.zeros(2, 3, 4, 8)
+    flat = RowSplit(Fixed(), prior, "flat")(x)["depth"].log()
+    assert torch.allclose(flat, (r[:, None] + 0.1).expand(4, 8)[None, None].expand(2, 1, 4, 8), atol=1e-6)
+    swapped = RowSplit(Fixed(), prior, "prior")(x)["depth"].log()
+    prior_rows = prior(x)["depth"].log()[0, 0, :, :1]  # [4,1]
+    assert torch.allclose(swapped[0, 0], c[None, :] - 0.1 + prior_rows, atol=1e-6)
+    assert RowSplit(Fixed(), prior, "flat").in_range(RowSplit(Fixed(), prior, "flat")(x)).all()

@@ -19,7 +19,7 @@ from dap_model.errors import ConfigError
 _IN_RANGE_LOGIT = 20.0  # sigmoid(20) ≈ 1: every pixel kept
 
 
-class _Reference(nn.Module):
+class ReferenceModel(nn.Module):
     """What the reference predictors share: every pixel in range, the model's mask rule."""
 
     patch_size = 1
@@ -35,7 +35,7 @@ class _Reference(nn.Module):
         return torch.where(self.in_range(out), out["depth"], torch.zeros_like(out["depth"]))
 
 
-class ConstantDepthModel(_Reference):
+class ConstantDepthModel(ReferenceModel):
     """rgb [B,3,H,W] → `depth` [B,1,H,W] = `depth_m` everywhere, every pixel in range."""
 
     def __init__(self, depth_m: float):
@@ -54,7 +54,7 @@ class ConstantDepthModel(_Reference):
         return self._outputs(torch.full((b, 1, h, w), self.depth_m, dtype=rgb.dtype, device=rgb.device))
 
 
-class RowPriorModel(_Reference):
+class RowPriorModel(ReferenceModel):
     """rgb [B,3,H,W] → `depth` [B,1,H,W]: one depth per row, exp of `log_depth` ([R] over R equal
     latitude bands, top to bottom) interpolated linearly in latitude between the finite bands to the
     H row centres. A NaN band (no labelled depth there, e.g. an outdoor sky) is out of range: rows
