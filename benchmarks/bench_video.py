@@ -202,6 +202,13 @@ def horizon_accuracy(n_frames: int = 12, per_frame: int = 3) -> dict:
 
 
 REAL = ROOT.parent / "shared" / "real" / "unlabeled"
+# Real panoramas whose camera is not upright, left out of the upright and tilted-copy figures
+# (a copy's true tilt is unknown) and reported on their own. Evidence, measured on the 2048x1024
+# original: the sea horizon between columns 1400 and 1600 lies at rows 558-560, 42-44 px (7.4-7.7°)
+# below the row an upright camera 700 m above the sea puts it (516; dip 0.85°); the check's own
+# up estimate (roll 8.3°, pitch 2.0°) predicts rows 560-565 there, and the frame levelled by it
+# passes the check (tilt 2.0°) with the statue and the balusters vertical.
+NOT_UPRIGHT = {"outdoor/vrview__christ-redeemer.jpg": "camera rolled ~8°: sea horizon 7.4-7.7° below level"}
 
 
 def tilt_rotation(tilt_deg: float, axis_azimuth: float) -> torch.Tensor:
@@ -230,8 +237,8 @@ def source_split() -> dict[str, str]:
 
 def real_accuracy(height: int = 512, per_image: int = 2) -> dict:
     """The 46 real labelled panoramas (../shared/real/unlabeled) at height x 2·height: each
-    upright, and `per_image` copies tilted by 10-30° about a random horizontal axis (resampled
-    with `rotate_erp`)."""
+    upright one (all but NOT_UPRIGHT) as it is and in `per_image` copies tilted by 10-30° about a
+    random horizontal axis (resampled with `rotate_erp`)."""
     from dap_model.geometry import rotate_erp
     from dap_model.tagging.base import read_image
     from dap_model.video import check_horizon
@@ -239,16 +246,23 @@ def real_accuracy(height: int = 512, per_image: int = 2) -> dict:
     paths = sorted(p for d in ("indoor", "outdoor") for p in (REAL / d).iterdir())
     rng = np.random.default_rng(2024)
     up, tilted, truths, times, per_image_rows = [], [], [], [], []
+    not_upright = []
     for p in paths:
         img, _ = read_image(p)
         f = cv2.resize(img, (2 * height, height), interpolation=cv2.INTER_AREA)
+        key = f"{p.parent.name}/{p.name}"
+        rots = [tilt_rotation(rng.uniform(10, 30), rng.uniform(0, 2 * math.pi)) for _ in range(per_image)]  # [3,3] each
+        if key in NOT_UPRIGHT:
+            res = check_horizon(f)
+            not_upright.append({"image": key, "why": NOT_UPRIGHT[key], "ok": res.ok, "reason": res.reason,
+                                "tilt_deg": round(float(res.tilt_deg), 2)})
+            continue
         t0 = time.perf_counter()
         up.append(check_horizon(f))
         times.append(time.perf_counter() - t0)
-        row = {"image": f"{p.parent.name}/{p.name}", "upright_ok": up[-1].ok, "upright_reason": up[-1].reason,
+        row = {"image": key, "upright_ok": up[-1].ok, "upright_reason": up[-1].reason,
                "upright_tilt_deg": round(float(up[-1].tilt_deg), 2), "tilted": []}
-        for _ in range(per_image):
-            r = tilt_rotation(rng.uniform(10, 30), rng.uniform(0, 2 * math.pi))
+        for r in rots:
             true = math.degrees(math.acos(float(r[1, 1])))
             truths.append(true)
             x = torch.from_numpy(f).permute(2, 0, 1)[None].float()
@@ -260,8 +274,9 @@ def real_accuracy(height: int = 512, per_image: int = 2) -> dict:
         per_image_rows.append(row)
     split = source_split()
     halves = {}
+    kept = [p for p in paths if f"{p.parent.name}/{p.name}" not in NOT_UPRIGHT]
     for half in ("dev", "holdout"):
-        pick = [i for i, p in enumerate(paths) if split[f"{p.parent.name}/{p.name}"] == half]
+        pick = [i for i, p in enumerate(kept) if split[f"{p.parent.name}/{p.name}"] == half]
         pick_t = [i * per_image + j for i in pick for j in range(per_image)]
         halves[half] = _summary([up[i] for i in pick], [tilted[i] for i in pick_t], [truths[i] for i in pick_t], times)
     manifest = json.loads((REAL.parent / "manifest.json").read_text())
@@ -271,7 +286,7 @@ def real_accuracy(height: int = 512, per_image: int = 2) -> dict:
         halves[half].pop("check_ms_median")
     return _summary(up, tilted, truths, times) | {
         "images": len(paths), "size": f"{2 * height}x{height}", "tilt_range_deg": [10, 30], "by_half": halves,
-        "per_image": per_image_rows,
+        "not_upright": not_upright, "per_image": per_image_rows,
     }
 
 
