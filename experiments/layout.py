@@ -12,7 +12,7 @@ unlike the simulator's materials. Trained on the indoor panoramas of a store's l
 simulator's mean room (`RowPriorModel`, the same train split) and the constants.
 
     python -m experiments.layout --profile tiny --data DIR [--steps 500] [--batch 8] [--seed 0]
-        [--lr 1e-3] [--encoder resnet18] [--real DIR] [--out experiments/results/layout.md]
+        [--lr 1e-3] [--encoder resnet18] [--residual-l1 W] [--real DIR] [--save DIR] [--out ...]
 
 DIR is a store with a labelled set (`labeled/`), e.g. an `experiments.backbones` project's `data/`.
 The encoder is a timm convolutional network from scratch; its stride-4 to stride-32 feature maps
@@ -56,9 +56,12 @@ def layout_depth(log_wall: Tensor, log_floor: Tensor, log_ceiling: Tensor, h: in
 
 
 class LayoutNet(nn.Module):
-    """rgb [B,3,H,W] in [0,1] → (log_wall [B,W], log_floor [B], log_ceiling [B])."""
+    """rgb [B,3,H,W] in [0,1] → dict(log_wall [B,W], log_floor [B], log_ceiling [B]) and, with
+    `residual`, a per-pixel log-depth residual [B,1,H,W] over the rendered room (furniture), read
+    from the stride-4 and stride-8 features and zero at the start."""
 
-    def __init__(self, encoder: str = "resnet18", height: int = 64, width: int = 128, hidden: int = 256):
+    def __init__(self, encoder: str = "resnet18", height: int = 64, width: int = 128, hidden: int = 256,
+                 residual: bool = False):
         super().__init__()
         from dap_model.compat import import_timm
 
@@ -67,7 +70,8 @@ class LayoutNet(nn.Module):
         self.height, self.width = height, width
         self.encoder = timm.create_model(encoder, pretrained=False, features_only=True, out_indices=(1, 2, 3, 4))
         with torch.no_grad():
-            feats = self.encoder(torch.zeros(1, 3, height, width))
+            feats = self.encoder.eval()(torch.zeros(1, 3, height, width))  # the feature shapes
+        self.encoder.train()
         self.seq_w = feats[0].shape[-1]  # the stride-4 width: the sequence length
         fold = sum(f.shape[1] * f.shape[2] for f in feats)  # rows folded into channels
         self.read = nn.Sequential(
@@ -81,10 +85,17 @@ class LayoutNet(nn.Module):
         nn.init.zeros_(self.heights.weight)
         with torch.no_grad():
             self.heights.bias.copy_(torch.tensor([math.log(INIT_M["floor"]), math.log(INIT_M["ceiling"])]))
+        self.residual = None
+        if residual:
+            c = feats[0].shape[1] + feats[1].shape[1]
+            self.residual = nn.Sequential(nn.Conv2d(c, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
+                                          nn.Conv2d(64, 1, 3, padding=1))
+            nn.init.zeros_(self.residual[-1].weight)
+            nn.init.zeros_(self.residual[-1].bias)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
-    def forward(self, rgb: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, rgb: Tensor) -> dict[str, Tensor]:
         w = rgb.shape[-1]
         x = F.interpolate((rgb - self.mean) / self.std, size=(self.height, self.width), mode="bilinear", align_corners=False)
         feats = self.encoder(x)  # 4 × [B,C_i,h_i,w_i]
@@ -92,7 +103,20 @@ class LayoutNet(nn.Module):
         log_wall = self.read(torch.cat(seq, 1))  # [B,1,seq_w]
         log_wall = F.interpolate(log_wall, size=w, mode="linear", align_corners=False)[:, 0]  # [B,W]
         log_floor, log_ceiling = self.heights(feats[-1].mean((2, 3))).unbind(1)  # [B], [B]
-        return log_wall, log_floor, log_ceiling
+        out = {"log_wall": log_wall, "log_floor": log_floor, "log_ceiling": log_ceiling}
+        if self.residual is not None:
+            f1 = F.interpolate(feats[1], size=feats[0].shape[-2:], mode="bilinear", align_corners=False)
+            res = self.residual(torch.cat([feats[0], f1], 1))  # [B,1,h/4,w/4]
+            out["residual"] = F.interpolate(res, size=rgb.shape[-2:], mode="bilinear", align_corners=False)  # [B,1,H,W]
+        return out
+
+
+def predict(net: LayoutNet, rgb: Tensor) -> tuple[Tensor, Tensor | None]:
+    """(depth [B,1,H,W] metres, the log residual or None): the rendered room times exp(residual)."""
+    o = net(rgb)
+    room = layout_depth(o["log_wall"], o["log_floor"], o["log_ceiling"], rgb.shape[-2])
+    res = o.get("residual")
+    return (room if res is None else room * res.exp()), res
 
 
 class LayoutModel(ReferenceModel):
@@ -103,7 +127,7 @@ class LayoutModel(ReferenceModel):
         self.net = net
 
     def forward(self, rgb: Tensor) -> dict[str, Tensor]:
-        return self._outputs(layout_depth(*self.net(rgb), rgb.shape[-2]))
+        return self._outputs(predict(self.net, rgb)[0])
 
 
 def indoor_train(store, height: int) -> tuple[Tensor, Tensor]:
@@ -125,8 +149,10 @@ def indoor_train(store, height: int) -> tuple[Tensor, Tensor]:
     return torch.stack(rgbs), torch.stack(depths)
 
 
-def train(net: LayoutNet, rgb: Tensor, depth: Tensor, steps: int, batch: int, lr: float, seed: int, cap: float) -> list[float]:
-    """Adam on log-L1 over valid depth (0 < d <= cap); random yaw roll, mirror and brightness/contrast."""
+def train(net: LayoutNet, rgb: Tensor, depth: Tensor, steps: int, batch: int, lr: float, seed: int, cap: float,
+          residual_l1: float = 0.0) -> list[float]:
+    """AdamW on log-L1 over valid depth (0 < d <= cap), plus `residual_l1` x mean |residual| (furniture
+    is a sparse departure from the room); random yaw roll, mirror and brightness/contrast."""
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
@@ -143,14 +169,16 @@ def train(net: LayoutNet, rgb: Tensor, depth: Tensor, steps: int, batch: int, lr
             a, b = 1 + 0.3 * (2 * torch.rand(2, generator=g) - 1)
             x[i] = ((x[i] - 0.5) * a + 0.5) * b
         x = x.clamp(0, 1)
-        pred = layout_depth(*net(x), x.shape[-2])  # [b,1,h,w]
+        pred, res = predict(net, x)  # [b,1,h,w]
         valid = (d > 0) & (d <= cap)
         loss = (pred.clamp_min(1e-3).log() - d.clamp_min(1e-3).log()).abs()[valid].mean()
+        if res is not None and residual_l1 > 0:
+            loss = loss + residual_l1 * res.abs().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     return losses
 
 
@@ -163,10 +191,15 @@ def main() -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, action="append", default=None, help="repeat for several seeds (default 0)")
     ap.add_argument("--encoder", default="resnet18")
+    ap.add_argument("--residual-l1", type=float, default=None,
+                    help="add the per-pixel residual head, with this weight on mean |residual| (0: unpenalised)")
     ap.add_argument("--real", type=Path, default=DEFAULT_REAL)
+    ap.add_argument("--save", type=Path, default=None, help="folder for each seed's weights (layout_seedN.safetensors)")
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--out", type=Path, default=None, help="markdown table (the figures go to .json beside it)")
     args = ap.parse_args()
+
+    from safetensors.torch import save_file
 
     from dap_model.config import load_config
     from dap_model.evaluation.report import row_priors
@@ -184,12 +217,15 @@ def main() -> int:
     rows, runs = {}, {}
     for seed in args.seed or [0]:
         torch.manual_seed(seed)
-        net = LayoutNet(args.encoder, h, 2 * h)
+        net = LayoutNet(args.encoder, h, 2 * h, residual=args.residual_l1 is not None)
         t0 = time.perf_counter()
-        losses = train(net, rgb, depth, args.steps, args.batch, args.lr, seed, cfg.eval.cap_m)
+        losses = train(net, rgb, depth, args.steps, args.batch, args.lr, seed, cfg.eval.cap_m, args.residual_l1 or 0.0)
         seconds = time.perf_counter() - t0
         net.eval()
-        name = f"layout, seed {seed}"
+        if args.save:
+            args.save.mkdir(parents=True, exist_ok=True)
+            save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(args.save / f"layout_seed{seed}.safetensors"))
+        name = f"layout{'' if args.residual_l1 is None else f' + residual (L1 {args.residual_l1:g})'}, seed {seed}"
         with torch.no_grad():
             rows[name] = score_real(cfg, LayoutModel(net), real)
         runs[name] = {"seconds": seconds, "loss_last_50": float(np.mean(losses[-50:])), "loss_first_50": float(np.mean(losses[:50]))}
@@ -202,7 +238,8 @@ def main() -> int:
         atomic_write_text(args.out, text)
         atomic_write_text(args.out.with_suffix(".json"), json.dumps(
             {"data": str(args.data), "profile": args.profile, "overrides": args.overrides, "steps": args.steps,
-             "batch": args.batch, "lr": args.lr, "encoder": args.encoder, "indoor_train": int(rgb.shape[0]),
+             "batch": args.batch, "lr": args.lr, "encoder": args.encoder, "residual_l1": args.residual_l1,
+             "indoor_train": int(rgb.shape[0]),
              "runs": runs, "real": rows}, indent=1, default=float))
     return 0
 

@@ -216,3 +216,50 @@ def test_row_split_keeps_a_models_row_means_or_swaps_in_the_prior_rows():
     prior_rows = prior(x)["depth"].log()[0, 0, :, :1]  # [4,1]
     assert torch.allclose(swapped[0, 0], c[None, :] - 0.1 + prior_rows, atol=1e-6)
     assert RowSplit(Fixed(), prior, "flat").in_range(RowSplit(Fixed(), prior, "flat")(x)).all()
+
+
+def test_layout_depth_puts_every_pixel_on_the_floor_the_ceiling_or_the_wall():
+    """Depth rendered from a round room (wall 2.5 m away, floor 1.5 m below, ceiling 1.2 m above):
+    each ray's 3-D point lies on the nearest of the three surfaces, and the surfaces meet where the
+    floor and ceiling edges are (tan φ = −1.5/2.5 and 1.2/2.5)."""
+    import math
+
+    import torch
+
+    from experiments.layout import layout_depth
+
+    h = 180
+    d = layout_depth(torch.full((1, 4), math.log(2.5)), torch.tensor([math.log(1.5)]), torch.tensor([math.log(1.2)]), h)[0, 0, :, 0]
+    lat = torch.tensor([math.pi / 2 - (i + 0.5) * math.pi / h for i in range(h)], dtype=torch.float32)
+    y, r = d * lat.sin(), d * lat.cos()  # height above the camera, horizontal distance
+    floor, ceiling = lat < -math.atan(1.5 / 2.5), lat > math.atan(1.2 / 2.5)
+    assert torch.allclose(y[floor], torch.tensor(-1.5), atol=1e-4) and (r[floor] <= 2.5 + 1e-4).all()
+    assert torch.allclose(y[ceiling], torch.tensor(1.2), atol=1e-4) and (r[ceiling] <= 2.5 + 1e-4).all()
+    wall = ~(floor | ceiling)
+    assert torch.allclose(r[wall], torch.tensor(2.5), atol=1e-4) and ((y[wall] >= -1.5 - 1e-4) & (y[wall] <= 1.2 + 1e-4)).all()
+
+
+@pytest.mark.slow
+def test_layout_trains_on_the_indoor_train_split_and_scores_the_real_pairs(tmp_path, monkeypatch):
+    import json
+
+    from dap_model.data.shards import Sample, ShardWriter
+    from experiments import layout
+
+    rgb = np.random.default_rng(0).integers(0, 255, (16, 32, 3), dtype=np.uint8)
+    with ShardWriter(tmp_path / "data" / "labeled", "train", 8) as w:
+        for i in range(3):
+            w.write(Sample(f"in{i}", rgb, np.full((16, 32), 2.0 + i, np.float32), meta={"domain": "indoor"}))
+        w.write(Sample("out0", rgb, np.full((16, 32), 50.0, np.float32), meta={"domain": "outdoor"}))
+    out = tmp_path / "layout.md"
+    monkeypatch.setattr(sys, "argv", ["layout", "--profile", "test", "--data", str(tmp_path / "data"), "--set", "train.height=16",
+                                      "--steps", "4", "--batch", "2", "--real", str(_real_pairs(tmp_path / "pairs")),
+                                      "--save", str(tmp_path / "w"), "--out", str(out)])
+    assert layout.main() == 0
+    res = json.loads(out.with_suffix(".json").read_text())
+    assert res["indoor_train"] == 3  # the outdoor panorama is left out
+    assert set(res["real"]) >= {"layout, seed 0", "row prior indoor", "constant 2 m"}
+    assert res["real"]["layout, seed 0"]["n_images"] == 2 and (tmp_path / "w" / "layout_seed0.safetensors").is_file()
+    monkeypatch.setattr(sys, "argv", [*sys.argv, "--residual-l1", "0.1"])
+    assert layout.main() == 0
+    assert "layout + residual (L1 0.1), seed 0" in json.loads(out.with_suffix(".json").read_text())["real"]
