@@ -88,6 +88,27 @@ def open_real(path: Path | None):
     return open_benchmark("npy", str(path))
 
 
+def require_real(path: Path):
+    """`open_real(path)`, or exit naming the folder: for experiments that only score the real pairs."""
+    reader = open_real(path)
+    if reader is None:
+        raise SystemExit(f"{path}: no real pairs to score on")
+    return reader
+
+
+def write_real_results(rows: dict[str, dict], out: Path | None, meta: dict) -> None:
+    """Print `real_table(rows)`; with `out`, write it there and `meta` plus `real: rows` as JSON beside it."""
+    import json
+
+    from dap_model.io import atomic_write_text
+
+    text = "\n".join(real_table(rows)) + "\n"
+    print(text)
+    if out:
+        atomic_write_text(out, text)
+        atomic_write_text(out.with_suffix(".json"), json.dumps({**meta, "real": rows}, indent=1, default=float))
+
+
 def score_real(cfg, model, reader) -> dict:
     """AbsRel, δ1, median-scale-aligned AbsRel and n_images of `model` (a loaded network or a
     `ConstantDepthModel`) on the real pairs, overall and under `by_folder` per source folder."""

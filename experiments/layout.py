@@ -23,7 +23,6 @@ it is a question about what transfers, not a product network."""
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -35,11 +34,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dap_model.evaluation.baseline import ReferenceModel
-from dap_model.io import atomic_write_text
-from experiments.common import DEFAULT_REAL, open_real, real_baselines, real_table, score_real
+from dap_model.models.dap import IMAGENET_MEAN, IMAGENET_STD
+from experiments.common import DEFAULT_REAL, real_baselines, require_real, score_real, write_real_results
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 INIT_M = {"wall": 2.5, "floor": 1.5, "ceiling": 1.2}  # start: a 5 m round room, camera 1.5 m up, 2.7 m ceiling
 
 
@@ -206,9 +203,7 @@ def main() -> int:
     from dap_model.storage import LocalStore
 
     cfg = load_config(args.profile, [*args.overrides, "eval.baseline_row_priors=[indoor]"])
-    real = open_real(args.real)
-    if real is None:
-        raise SystemExit(f"{args.real}: no real pairs to score on")
+    real = require_real(args.real)
     store = LocalStore(args.data)
     h = cfg.train.height
     rgb, depth = indoor_train(store, h)
@@ -232,15 +227,9 @@ def main() -> int:
         print(name, {k: round(v, 4) for k, v in rows[name].items() if k != "by_folder"}, runs[name], flush=True)
     rows |= {m.name: score_real(cfg, m, real) for m in row_priors(cfg, store)}
     rows |= real_baselines(cfg, real)
-    text = "\n".join(real_table(rows)) + "\n"
-    print(text)
-    if args.out:
-        atomic_write_text(args.out, text)
-        atomic_write_text(args.out.with_suffix(".json"), json.dumps(
-            {"data": str(args.data), "profile": args.profile, "overrides": args.overrides, "steps": args.steps,
-             "batch": args.batch, "lr": args.lr, "encoder": args.encoder, "residual_l1": args.residual_l1,
-             "indoor_train": int(rgb.shape[0]),
-             "runs": runs, "real": rows}, indent=1, default=float))
+    write_real_results(rows, args.out, {
+        "data": str(args.data), "profile": args.profile, "overrides": args.overrides, "steps": args.steps, "batch": args.batch,
+        "lr": args.lr, "encoder": args.encoder, "residual_l1": args.residual_l1, "indoor_train": int(rgb.shape[0]), "runs": runs})
     return 0
 
 

@@ -21,13 +21,11 @@ DIR is a store with a labelled set (`labeled/`), e.g. an `experiments.backbones`
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from dap_model.evaluation.baseline import ReferenceModel
-from dap_model.io import atomic_write_text
-from experiments.common import DEFAULT_REAL, open_real, real_baselines, real_table, score_real
+from experiments.common import DEFAULT_REAL, real_baselines, require_real, score_real, write_real_results
 
 
 class RowSplit(ReferenceModel):
@@ -63,9 +61,7 @@ def main() -> int:
     from dap_model.storage import LocalStore
 
     cfg = load_config(args.profile, [*args.overrides, "eval.baseline_row_priors=[indoor, outdoor, all]"])
-    real = open_real(args.real)
-    if real is None:
-        raise SystemExit(f"{args.real}: no real pairs to score on")
+    real = require_real(args.real)
     priors = {m.name: m for m in row_priors(cfg, LocalStore(args.data))}
     if "row prior indoor" not in priors:
         raise SystemExit(f"{args.data}: no indoor labelled train panoramas")
@@ -78,14 +74,9 @@ def main() -> int:
             rows[f"{name}, rows flat"] = score_real(cfg, RowSplit(model, priors["row prior indoor"], "flat"), real)
             rows[f"{name}, mean-room rows"] = score_real(cfg, RowSplit(model, priors["row prior indoor"], "prior"), real)
     rows |= real_baselines(cfg, real)
-    text = "\n".join(real_table(rows)) + "\n"
-    print(text)
-    if args.out:
-        atomic_write_text(args.out, text)
-        atomic_write_text(args.out.with_suffix(".json"), json.dumps(
-            {"data": str(args.data), "bands": cfg.train.height, "profile": args.profile, "overrides": args.overrides,
-             "profiles_log_depth": {n: m.log_depth.tolist() for n, m in priors.items()}, "real": rows},
-            indent=1, default=float))
+    write_real_results(rows, args.out, {
+        "data": str(args.data), "bands": cfg.train.height, "profile": args.profile, "overrides": args.overrides,
+        "profiles_log_depth": {n: m.log_depth.tolist() for n, m in priors.items()}})
     return 0
 
 
