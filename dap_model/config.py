@@ -379,10 +379,6 @@ class TrainConfig(Section):
     grad_clip: float = Field(1.0, ge=0, description="max global grad norm; 0 = off")
     warmup_steps: int = Field(0, ge=0, description="linear warm-up from 0 to the base lr")
     decay: Literal["cosine", "linear", "constant"] = "cosine"
-    ema_decay: float = Field(
-        0.0, ge=0, lt=1, description="exponential moving average of the weights (timm ModelEmaV3, decay warmed up "
-        "from 0 to this over the first steps); the average is what is validated, saved and registered; 0 = off"
-    )
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="final lr as a fraction of the base lr")
     amp_dtype: Literal["bf16", "fp16", "fp32"] = Field("bf16", description="autocast dtype on CUDA (CPU runs fp32)")
     seed: int = 0

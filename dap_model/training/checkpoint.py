@@ -1,5 +1,4 @@
-"""Checkpoints: `<dir>/step-NNNNNNNN/{model.safetensors, trainer.pt, config.resolved.yaml}`, plus
-`ema.safetensors` (the weights' moving average) when `train.ema_decay` is on.
+"""Checkpoints: `<dir>/step-NNNNNNNN/{model.safetensors, trainer.pt, config.resolved.yaml}`.
 
 A checkpoint is written into a temporary folder `.step-NNNNNNNN.*.tmp` (every file fsynced), then
 renamed onto its final name, so a folder named `step-*` is always complete. Old checkpoints are
@@ -25,7 +24,6 @@ from dap_model.errors import InputError
 
 STEP_RE = re.compile(r"^step-(\d{8})$")
 MODEL_FILE = "model.safetensors"
-EMA_FILE = "ema.safetensors"
 STATE_FILE = "trainer.pt"
 
 
@@ -107,7 +105,7 @@ def save_checkpoint(
     keep: int,
 ) -> Path:
     """Write checkpoint `step` atomically; keep the newest `keep`. `save_weights(path)` writes
-    the model's safetensors file (and any companion weights file beside it)."""
+    the model's safetensors file."""
     d = Path(ckpt_dir)
     d.mkdir(parents=True, exist_ok=True)
     final = d / f"step-{step:08d}"

@@ -2,12 +2,8 @@
 rates, warm-up + decay, gradient accumulation, bf16 autocast on CUDA, DDP under torchrun,
 atomic checkpoints and an exact resume, MLflow tracking and model registration.
 
-With `train.ema_decay` an exponential moving average of the weights (timm's `ModelEmaV3`) is kept
-beside them; it is what validation scores and what the final model, the registry and the next stage
-receive.
-
-Resume: `run_dir/checkpoints/step-*` holds the weights (and their average), optimiser and scheduler
-state, RNG states and every rank's data position (epoch, samples consumed); `run_dir/mlflow_run_id` the MLflow run,
+Resume: `run_dir/checkpoints/step-*` holds the weights, optimiser and scheduler state, RNG states
+and every rank's data position (epoch, samples consumed); `run_dir/mlflow_run_id` the MLflow run,
 so a restarted training goes on in the same run and reaches the same final step with the same
 weights (bitwise on CPU)."""
 
@@ -81,7 +77,9 @@ def init_distributed(device_spec: str) -> tuple[Dist, torch.device]:
 def build_optimizer(model, cfg: DapConfig) -> torch.optim.Optimizer:
     groups = model.param_groups(cfg.train.lr_backbone, cfg.train.lr_decoder)
     cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg.train.optimizer]
-    return cls(groups, weight_decay=cfg.train.weight_decay)
+    # fused kernel (CPU and CUDA): one pass over each tensor, ~4x faster than the per-tensor loop on CPU
+    fused = all(p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])
+    return cls(groups, weight_decay=cfg.train.weight_decay, fused=fused)
 
 
 def _seed_all(seed: int) -> None:
@@ -143,16 +141,6 @@ def train(
     loss_fn = DapLoss.from_config(cfg).to(device)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and tc.amp_dtype == "fp16")
 
-    ema = None
-    if tc.ema_decay > 0:
-        from dap_model.compat import import_timm
-
-        import_timm()
-        from timm.utils import ModelEmaV3
-
-        ema = ModelEmaV3(model, decay=tc.ema_decay, use_warmup=True, warmup_power=0.75)
-    scored = ema.module if ema is not None else model  # what is validated, saved as final and registered
-
     step, positions, run_id = 0, [(0, 0)] * d.world, None
     latest = ckpt.latest_checkpoint(ckpt_dir)
     if latest is not None:
@@ -171,10 +159,6 @@ def train(
             scaler.load_state_dict(state["scaler"])
         step = int(state["step"])
         positions = [tuple(p) for p in state["data_positions"]]
-        if ema is not None:
-            if not (latest / ckpt.EMA_FILE).is_file():
-                raise ConfigError(f"{latest}: written without train.ema_decay; resume with ema_decay 0")
-            ema.module.load_state_dict(load_file(str(latest / ckpt.EMA_FILE), device=str(device)), strict=True)
         ckpt.set_rng_state(state["rng"][d.rank] if isinstance(state["rng"], list) else state["rng"])
     resumed_from = step
     if (run_dir / RUN_ID_FILE).is_file():
@@ -229,19 +213,16 @@ def train(
             }
             if scaler.is_enabled():
                 state["scaler"] = scaler.state_dict()
-            def weights(p: Path) -> None:
-                save_model(model, p, cfg.model)
-                if ema is not None:
-                    save_model(ema.module, p.with_name(ckpt.EMA_FILE), cfg.model)
-
-            ckpt.save_checkpoint(ckpt_dir, at_step, weights, state, cfg, tc.keep_checkpoints)
+            ckpt.save_checkpoint(
+                ckpt_dir, at_step, lambda p: save_model(model, p, cfg.model), state, cfg, tc.keep_checkpoints
+            )
         if d.world > 1:
             dist.barrier()
 
     def validate(at_step: int) -> dict[str, float]:
         if not val_paths:
             return {}
-        res = evaluate_shards(scored, val_paths, tc.height, tc.eval_batch_size, device, cfg.eval.cap_m,
+        res = evaluate_shards(model, val_paths, tc.height, tc.eval_batch_size, device, cfg.eval.cap_m,
                               tc.amp_dtype, limit=tc.val_samples, figure_samples=tc.log_images, benchmark="val")
         metrics = res.metrics
         panels = [panel(f.rgb, f.gt, f.pred, cfg.eval.cap_m, cfg.eval.colormap, cfg.eval.colour_max_m)
@@ -293,8 +274,6 @@ def train(
             scaler.update()
             sched.step()
             step += 1
-            if ema is not None:
-                ema.update(model, step=step)
             last_terms = terms_sum
             if d.main:
                 bar.update(1)
@@ -321,7 +300,7 @@ def train(
 
     result = TrainResult(stage, run_id, None, run_dir / FINAL_DIR / ckpt.MODEL_FILE, "", step, {}, 0.0, resumed_from)
     if d.main:
-        final = save_model(scored, run_dir / FINAL_DIR / ckpt.MODEL_FILE, cfg.model)
+        final = save_model(model, run_dir / FINAL_DIR / ckpt.MODEL_FILE, cfg.model)
         write_resolved_config(cfg, final.parent)
         result.checkpoint_hash = ckpt.safetensors_digest(final)
         metrics = validate(step)
@@ -331,7 +310,7 @@ def train(
         mlflow.set_tag("dap.checkpoint_sha256", result.checkpoint_hash)
         if log_model:
             result.model_version = log_model_version(
-                cfg, scored, stage, tc.height,
+                cfg, model, stage, tc.height,
                 [final, final.with_suffix(".json"), final.parent / RESOLVED_CONFIG_NAME], register=register,
             )
         mlflow.end_run()
