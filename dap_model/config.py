@@ -289,10 +289,6 @@ class ModelConfig(Section):
     )
     tap_norm: bool = Field(True, description="apply the backbone's final norm to tapped tokens (DAv2)")
     max_depth_m: float = Field(100.0, gt=0, description="depth = sigmoid(head) x max_depth_m")
-    init_depth_m: float = Field(
-        0.0, ge=0, description="depth the untrained head predicts everywhere (its output bias starts at "
-        "logit(init_depth_m / max_depth_m)); 0 = the bias's own random init (sigmoid 0.5: half max_depth_m)"
-    )
     decoder_features: int = Field(64, ge=4, description="DPT fusion width (DAv2: 64 ViT-S, 256 ViT-L)")
     decoder_channels: list[int] = Field(
         default_factory=lambda: [48, 96, 192, 384],

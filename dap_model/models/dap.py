@@ -16,7 +16,6 @@ Inference rule (`predict`): depth where sigmoid(mask logit of the largest range)
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +55,6 @@ class DapModel(nn.Module):
         self.mask_decoder = None if cfg.shared_decoder else decoder()
         self.depth_head = DptHead(cfg.decoder_features, cfg.head_hidden, 1, **dec_kw)
         self.mask_head = DptHead(cfg.decoder_features, cfg.head_hidden, len(self.mask_ranges_m), **dec_kw)
-        if cfg.init_depth_m > 0:  # a from-scratch head starts at a plausible depth, not max_depth_m / 2
-            if not cfg.init_depth_m < cfg.max_depth_m:
-                raise ValueError(f"model.init_depth_m {cfg.init_depth_m} must be below max_depth_m {cfg.max_depth_m}")
-            with torch.no_grad():
-                self.depth_head.conv3.bias.fill_(math.log(cfg.init_depth_m / (cfg.max_depth_m - cfg.init_depth_m)))
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         if cfg.grad_checkpointing:
